@@ -1,0 +1,21 @@
+/* host/cli.h — the axon command-line commands. Each returns the process
+ * exit status: 0 ok, 1 failure, 2 usage error. */
+#ifndef AXON_HOST_CLI_H
+#define AXON_HOST_CLI_H
+
+#include <stddef.h>
+
+/* Global options shared by every command. */
+typedef struct ax_cli {
+    const char **plugin_path; /* --plugin-path DIR, in order given */
+    size_t n_plugin_path;
+} ax_cli;
+
+int ax_cmd_plugins(ax_cli *cli, int argc, char **argv);
+int ax_cmd_run(ax_cli *cli, int argc, char **argv);
+
+/* Parse "--plugin-path DIR" / "--plugin-path=DIR" at argv[*i]; 1 if taken
+ * (advancing *i), 0 if not this option, -1 on a usage error (printed). */
+int ax_cli_take_plugin_path(ax_cli *cli, int argc, char **argv, int *i);
+
+#endif

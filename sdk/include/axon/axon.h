@@ -1,0 +1,20 @@
+/* axon/axon.h — everything a plugin or an embedding program needs.
+ *
+ *     #include <axon/axon.h>
+ *     cc -shared -fPIC my_plugin.c -o my_plugin.so $(pkg-config --cflags --libs axon)
+ *
+ * See PLUGINS.md for a complete plugin and docs/ARCHITECTURE.md for the
+ * house as a whole.
+ */
+#ifndef AXON_AXON_H
+#define AXON_AXON_H
+
+#include "axon/log.h"
+#include "axon/params.h"
+#include "axon/plugin.h"
+#include "axon/rng.h"
+#include "axon/sample.h"
+#include "axon/status.h"
+#include "axon/version.h"
+
+#endif

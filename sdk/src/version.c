@@ -1,0 +1,3 @@
+#include "axon/version.h"
+
+const char *ax_version(void) { return AX_VERSION_STRING; }

@@ -1,0 +1,4 @@
+local function inner()
+  error("boom from the script")
+end
+inner()
