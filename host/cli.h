@@ -12,6 +12,8 @@ typedef struct ax_cli {
 } ax_cli;
 
 int ax_cmd_plugins(ax_cli *cli, int argc, char **argv);
+/* Print the help of one command to stdout; 0, or 2 for an unknown name. */
+int ax_cli_help(const char *command);
 int ax_cmd_run(ax_cli *cli, int argc, char **argv);
 
 /* Parse "--plugin-path DIR" / "--plugin-path=DIR" at argv[*i]; 1 if taken

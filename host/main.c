@@ -23,7 +23,7 @@ static const ax_command ax_commands[] = {
      "table `arg` (arg[0] is the script) and as `...`; `require \"axon\"` gives\n"
      "the axon module. A script error prints file:line: message and a\n"
      "traceback, and axon exits with status 1."},
-    {"plugins", ax_cmd_plugins, "axon plugins [--json] [--kind KIND] [--describe NAME]",
+    {"plugins", ax_cmd_plugins, "axon plugins [--plugin-path DIR] [--json] [--kind KIND] [--describe NAME]",
      "List every plugin found on the search path (kind, name, version,\n"
      "summary, file). --describe NAME prints one plugin's parameters with\n"
      "types, defaults, ranges and docs. Files that fail to load are listed on\n"
@@ -99,6 +99,11 @@ static int ax_cmd_help(ax_cli *cli, int argc, char **argv) {
     return 0;
 }
 
+int ax_cli_help(const char *command) {
+    char *name = (char *)command;
+    return ax_cmd_help(NULL, 1, &name);
+}
+
 int ax_cli_take_plugin_path(ax_cli *cli, int argc, char **argv, int *i) {
     const char *dir = NULL;
     if (strcmp(argv[*i], "--plugin-path") == 0) {
@@ -156,13 +161,16 @@ int main(int argc, char **argv) {
                 near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
         goto out;
     }
-    if (c->run != ax_cmd_run && c->run != ax_cmd_help)
-        for (int j = i + 1; j < argc; j++)
+    /* `axon CMD --help`; for run only before the script, whose own
+     * arguments may well include --help. */
+    if (c->run != ax_cmd_help)
+        for (int j = i + 1; j < argc; j++) {
             if (strcmp(argv[j], "-h") == 0 || strcmp(argv[j], "--help") == 0) {
-                char *name = argv[i];
-                rc = ax_cmd_help(&cli, 1, &name);
+                rc = ax_cli_help(c->name);
                 goto out;
             }
+            if (c->run == ax_cmd_run && argv[j][0] != '-' && strcmp(argv[j - 1], "--plugin-path") != 0) break;
+        }
     rc = c->run(&cli, argc - i - 1, argv + i + 1);
 out:
     free(cli.plugin_path);

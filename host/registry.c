@@ -374,13 +374,16 @@ ax_status ax_instance_new(ax_instance **out, const ax_registry_item *item, ax_pa
     inst->params = params;
     inst->ops = ops;
     const ax_plugin_base_ops *base = ops;
-    if (base->create && base->create(&inst->self, params) != AX_OK) {
-        if (!ax_error_message()[0]) AX_ERROR(AX_ERR_INTERNAL, "create() failed without a message");
-        ax_status st = ax_error_prefix("%s '%s'", ax_plugin_kind_name(p->kind), p->name);
+    ax_error_clear(); /* so a message left from earlier is not blamed on create() */
+    ax_status st = base->create ? base->create(&inst->self, params) : AX_OK;
+    if (st != AX_OK) {
+        if (!ax_error_message()[0])
+            AX_ERROR(st, "create() failed (%s) without a message", ax_status_str(st));
+        ax_error_prefix("%s '%s'", ax_plugin_kind_name(p->kind), p->name);
         free(ops);
         free(inst);
         ax_params_free(params);
-        return st == AX_OK ? AX_ERR_INTERNAL : st;
+        return st;
     }
     *out = inst;
     return AX_OK;

@@ -25,7 +25,7 @@ print(("instantiated %s with axes={%s}, p=%g"):format(tostring(mirror),
   table.concat(mirror.params.axes, ","), mirror.params.p))
 
 -- A typo is caught before anything runs, with the nearest valid key.
-local ok, err = pcall(ax.aug, "mirror", { prob = 0.5 })
+local ok, err = pcall(ax.aug, "mirror", { axis = {1, 1, 1} })
 print("a typo in a parameter is refused:")
 print("  " .. (ok and "(not refused!)" or err))
 

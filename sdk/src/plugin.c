@@ -2,6 +2,7 @@
  * plugin is used. */
 #include "axon/plugin.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const ax_kind_names[] = {NULL, "method", "arch", "aug", "task", "backend"};
@@ -67,6 +68,14 @@ ax_status ax_plugin_check(const ax_plugin *p) {
     if (p->ops_size < lo || p->ops_size > hi)
         return AX_ERROR(AX_ERR_ABI, "%s '%s' has ops_size %zu; ABI %u.%u expects %zu..%zu bytes", kind,
                         p->name, p->ops_size, AX_ABI_MAJOR, AX_ABI_MINOR, lo, hi);
-    if (p->params && ax_param_spec_check(p->params, p->name) != AX_OK) return ax_error_status();
+    /* Entry points a kind cannot work without (all in its ABI x.0 part). */
+    if (p->kind == AX_PLUGIN_AUG && !((const ax_aug_ops *)p->ops)->apply)
+        return AX_ERROR(AX_ERR_INVALID, "aug '%s' has no apply()", p->name);
+    for (size_t i = 0; i < sizeof p->reserved / sizeof p->reserved[0]; i++)
+        if (p->reserved[i])
+            return AX_ERROR(AX_ERR_ABI, "%s '%s' sets reserved[%zu]; reserved fields must be zero", kind, p->name, i);
+    char owner[96];
+    snprintf(owner, sizeof owner, "%s '%s'", kind, p->name);
+    if (p->params && ax_param_spec_check(p->params, owner) != AX_OK) return ax_error_status();
     return AX_OK;
 }

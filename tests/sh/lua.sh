@@ -17,6 +17,10 @@ run "$AXON" run "$L/syntax.lua"
 check "syntax error names file and line" eval '[ $rc -eq 1 ] && has "$err" "syntax.lua:1:"'
 run "$AXON" run "$L/missing.lua"
 check "missing script is one line, status 1" eval '[ $rc -eq 1 ] && has "$err" "cannot open" && [ "$(printf "%s\n" "$err" | wc -l)" -eq 1 ]'
+run "$AXON" run --help
+check "run --help shows help" eval '[ $rc -eq 0 ] && has "$out" "usage: axon run"'
+run "$AXON" run "$L/args.lua" --help
+check "--help after the script goes to the script" eval '[ $rc -eq 0 ] && has "$out" "1=--help|--help"'
 run "$AXON" run
 check "run without a script is a usage error" eval '[ $rc -eq 2 ] && has "$err" "missing SCRIPT.lua"'
 

@@ -193,6 +193,7 @@ static void test_instance_params_and_create(void **state) {
     /* create() failing: its message comes back prefixed with the plugin. */
     assert_int_equal(ax_params_new(&p, m->plugin->params, "method 'test_method'"), AX_OK);
     assert_int_equal(ax_params_set_bool(p, "fail_create", true), AX_OK);
+    AX_ERROR(AX_ERR_IO, "a stale message from earlier");
     assert_int_equal(ax_instance_new(&inst, m, p), AX_ERR_INVALID);
     assert_null(inst);
     assert_string_equal(ax_error_message(), "method 'test_method': refusing to start: fail_create is set");
@@ -227,11 +228,20 @@ static void test_build_tree_scan(void **state) {
     assert_int_equal(ax_registry_problem_count(f->reg), 0);
 }
 
+static ax_status ax_fake_apply(const void *self, ax_sample *s, ax_rng *r) {
+    (void)self, (void)s, (void)r;
+    return AX_OK;
+}
+
 static void test_descriptor_checks(void **state) {
     (void)state;
-    static const ax_aug_ops ops = {0};
-    ax_plugin p = {AX_PLUGIN_HEADER, .kind = AX_PLUGIN_AUG, .name = "ok_name", .ops = &ops,
+    static const ax_aug_ops no_apply = {0};
+    static const ax_aug_ops ops = {.apply = ax_fake_apply};
+    ax_plugin p = {AX_PLUGIN_HEADER, .kind = AX_PLUGIN_AUG, .name = "ok_name", .ops = &no_apply,
                    .ops_size = sizeof ops};
+    assert_int_equal(ax_plugin_check(&p), AX_ERR_INVALID);
+    assert_string_equal(ax_error_message(), "aug 'ok_name' has no apply()");
+    p.ops = &ops;
     assert_int_equal(ax_plugin_check(&p), AX_OK);
     p.name = "Bad-Name";
     assert_int_equal(ax_plugin_check(&p), AX_ERR_INVALID);
@@ -239,6 +249,10 @@ static void test_descriptor_checks(void **state) {
     p.kind = (ax_plugin_kind)42;
     assert_int_equal(ax_plugin_check(&p), AX_ERR_ABI);
     p.kind = AX_PLUGIN_AUG;
+    p.reserved[3] = (void *)&p;
+    assert_int_equal(ax_plugin_check(&p), AX_ERR_ABI);
+    assert_non_null(strstr(ax_error_message(), "reserved[3]"));
+    p.reserved[3] = NULL;
     p.ops = NULL;
     assert_int_equal(ax_plugin_check(&p), AX_ERR_INVALID);
     assert_int_equal(ax_plugin_kind_parse("backend"), AX_PLUGIN_BACKEND);

@@ -14,7 +14,7 @@ typedef struct ax_mirror {
 static ax_status ax_mirror_create(void **self, const ax_params *params) {
     int64_t axes[3];
     ax_mirror *m = calloc(1, sizeof *m);
-    if (!m) return AX_ERROR(AX_ERR_NOMEM, "mirror: out of memory");
+    if (!m) return AX_ERROR(AX_ERR_NOMEM, "out of memory");
     ax_params_ints(params, "axes", axes, 3);
     for (int a = 0; a < 3; a++) m->axis[a] = axes[a] != 0;
     m->p = (float)ax_params_float(params, "p");
