@@ -11,6 +11,8 @@
 
 #include "axon/log.h"
 #include "axon/version.h"
+#include "lua_nn.h"
+#include "lua_tensor.h"
 
 #define AX_LUA_REGISTRY_KEY "axon.registry"
 #define AX_LUA_INSTANCE "axon.plugin"
@@ -446,8 +448,10 @@ static int ax_lua_rng_tostring(lua_State *L) {
 
 /* ---- misc ------------------------------------------------------------------ */
 
-/* ax.log(level, fmt, ...) with string.format semantics */
+/* ax.log(level, fmt, ...) with string.format semantics; ax.log(tensor) is
+ * the elementwise logarithm. */
 static int ax_lua_log(lua_State *L) {
+    if (ax_lua_is_tensor(L, 1)) return ax_lua_tensor_log(L);
     const char *lv = luaL_checkstring(L, 1);
     ax_log_level level;
     if (!ax_log_level_parse(lv, &level) || level == AX_LOG_LEVEL_OFF)
@@ -458,7 +462,7 @@ static int ax_lua_log(lua_State *L) {
     lua_remove(L, -2);
     lua_insert(L, 2);
     lua_call(L, lua_gettop(L) - 2, 1);
-    ax_log(level, "%s", lua_tostring(L, -1));
+    ax_log_write(level, "%s", lua_tostring(L, -1));
     return 0;
 }
 
@@ -468,7 +472,9 @@ static int ax_lua_module(lua_State *L) {
         {"arch", ax_lua_arch},       {"aug", ax_lua_aug},           {"task", ax_lua_task},
         {"backend", ax_lua_backend}, {"rng", ax_lua_rng_new},       {"log", ax_lua_log},
         {NULL, NULL}};
-    luaL_newlib(L, fns);
+    lua_newtable(L);
+    ax_lua_tensor_register(L); /* first: the module's own names below win */
+    luaL_setfuncs(L, fns, 0);
     lua_pushstring(L, ax_version());
     lua_setfield(L, -2, "version");
     lua_pushinteger(L, AX_ABI_MAJOR);
@@ -490,6 +496,9 @@ void ax_lua_open(lua_State *L, ax_registry *reg) {
     luaL_newmetatable(L, AX_LUA_INSTANCE);
     luaL_setfuncs(L, inst_meta, 0);
     lua_pop(L, 1);
+
+    ax_lua_tensor_open(L);
+    ax_lua_nn_open(L);
 
     static const luaL_Reg rng_methods[] = {
         {"uniform", ax_lua_rng_uniform}, {"normal", ax_lua_rng_normal}, {"u32", ax_lua_rng_u32},

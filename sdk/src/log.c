@@ -63,7 +63,7 @@ bool ax_log_enabled(ax_log_level level) {
     return level >= ax_log_get_level() && level < AX_LOG_LEVEL_OFF;
 }
 
-void ax_log(ax_log_level level, const char *fmt, ...) {
+void ax_log_write(ax_log_level level, const char *fmt, ...) {
     char line[2048];
     int n;
     va_list ap;

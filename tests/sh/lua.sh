@@ -30,6 +30,16 @@ good=$(good_plugins)
 run "$AXON" run --plugin-path "$good" "$L/module.lua"
 check "the axon module (plugins, params, rng)" eval '[ $rc -eq 0 ] && has "$out" "module ok"'
 
+run "$AXON" run "$L/tensor.lua"
+check "tensors from Lua (ops, views, autograd, a fit)" eval '[ $rc -eq 0 ] && has "$out" "tensor ok"'
+
+run "$AXON" run "$L/train.lua" "$TMP"
+check "optimizers, losses, checkpoints; resume is exact" eval '[ $rc -eq 0 ] && has "$out" "train ok"'
+run "$AXON" run "$abs_top_srcdir/scripts/train_mlp.lua" 60 "$TMP/mlp"
+check "scripts/train_mlp.lua trains and saves" eval '[ $rc -eq 0 ] && has "$out" "train accuracy" && [ -f "$TMP/mlp/model.safetensors" ]'
+run "$AXON" run "$abs_top_srcdir/scripts/train_mlp.lua" 80 "$TMP/mlp"
+check "scripts/train_mlp.lua resumes from its checkpoint" eval '[ $rc -eq 0 ] && has "$out" "resumed at step 60"'
+
 cat >"$TMP/bad_param.lua" <<'LUA'
 local ax = require "axon"
 local m = ax.aug("mirror", { p = 2 })

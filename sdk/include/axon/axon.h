@@ -9,12 +9,25 @@
 #ifndef AXON_AXON_H
 #define AXON_AXON_H
 
+#include "axon/attention.h"
+#include "axon/autograd.h"
+#include "axon/conv.h"
+#include "axon/kernels.h"
 #include "axon/log.h"
+#include "axon/loss.h"
+#include "axon/nn.h"
+#include "axon/norm.h"
+#include "axon/ops.h"
+#include "axon/optim.h"
 #include "axon/params.h"
 #include "axon/plugin.h"
+#include "axon/pool.h"
 #include "axon/rng.h"
+#include "axon/safetensors.h"
 #include "axon/sample.h"
+#include "axon/shape.h"
 #include "axon/status.h"
+#include "axon/tensor.h"
 #include "axon/version.h"
 
 #endif

@@ -35,16 +35,16 @@ bool ax_log_level_parse(const char *s, ax_log_level *out);
 /* Lower-case name of a level (static string, borrowed). */
 const char *ax_log_level_name(ax_log_level level);
 
-void ax_log(ax_log_level level, const char *fmt, ...)
+void ax_log_write(ax_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
-#define AX_LOG_DEBUG(...) ax_log(AX_LOG_LEVEL_DEBUG, __VA_ARGS__)
-#define AX_LOG_INFO(...) ax_log(AX_LOG_LEVEL_INFO, __VA_ARGS__)
-#define AX_LOG_WARN(...) ax_log(AX_LOG_LEVEL_WARN, __VA_ARGS__)
-#define AX_LOG_ERROR(...) ax_log(AX_LOG_LEVEL_ERROR, __VA_ARGS__)
+#define AX_LOG_DEBUG(...) ax_log_write(AX_LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define AX_LOG_INFO(...) ax_log_write(AX_LOG_LEVEL_INFO, __VA_ARGS__)
+#define AX_LOG_WARN(...) ax_log_write(AX_LOG_LEVEL_WARN, __VA_ARGS__)
+#define AX_LOG_ERROR(...) ax_log_write(AX_LOG_LEVEL_ERROR, __VA_ARGS__)
 
 #ifdef __cplusplus
 }

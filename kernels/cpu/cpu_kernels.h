@@ -1,0 +1,52 @@
+/* The CPU kernels behind the table in cpu_backend.c (see axon/kernels.h
+ * for the contract of each). */
+#ifndef AXON_CPU_KERNELS_H
+#define AXON_CPU_KERNELS_H
+
+#include "axon/kernels.h"
+
+ax_status ax_cpu_unary(ax_unary_op op, ax_tensor *y, const ax_tensor *x, const double *p);
+ax_status ax_cpu_unary_backward(ax_unary_op op, ax_tensor *dx, const ax_tensor *dy, const ax_tensor *x,
+                                const ax_tensor *y, const double *p);
+ax_status ax_cpu_binary(ax_binary_op op, ax_tensor *out, const ax_tensor *a, const ax_tensor *b);
+ax_status ax_cpu_where(ax_tensor *out, const ax_tensor *cond, const ax_tensor *a, const ax_tensor *b);
+ax_status ax_cpu_reduce(ax_reduce_op op, ax_tensor *out, ax_tensor *idx, const ax_tensor *x, uint32_t dims);
+ax_status ax_cpu_softmax(ax_tensor *y, const ax_tensor *x, int dim, bool log);
+ax_status ax_cpu_softmax_backward(ax_tensor *dx, const ax_tensor *dy, const ax_tensor *y, int dim, bool log);
+ax_status ax_cpu_matmul(ax_tensor *out, const ax_tensor *a, const ax_tensor *b, bool ta, bool tb, float alpha,
+                        float beta);
+
+/* cpu_conv.c (oneDNN) */
+ax_status ax_cpu_conv3d(ax_tensor *y, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
+                        const ax_conv_params *p);
+ax_status ax_cpu_conv3d_backward(ax_tensor *dx, ax_tensor *dw, ax_tensor *db, const ax_tensor *dy, const ax_tensor *x,
+                                 const ax_tensor *w, const ax_conv_params *p);
+ax_status ax_cpu_conv_transpose3d(ax_tensor *y, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
+                                  const ax_conv_params *p);
+ax_status ax_cpu_conv_transpose3d_backward(ax_tensor *dx, ax_tensor *dw, ax_tensor *db, const ax_tensor *dy,
+                                           const ax_tensor *x, const ax_tensor *w, const ax_conv_params *p);
+/* cpu_norm.c */
+ax_status ax_cpu_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                            const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps);
+ax_status ax_cpu_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                     const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
+                                     const ax_tensor *weight, int64_t groups);
+/* cpu_pool.c */
+ax_status ax_cpu_pool3d(ax_tensor *y, ax_tensor *idx, const ax_tensor *x, const ax_pool_params *p);
+ax_status ax_cpu_pool3d_backward(ax_tensor *dx, const ax_tensor *dy, const ax_tensor *idx, const ax_pool_params *p);
+ax_status ax_cpu_adaptive_avg_pool3d(ax_tensor *y, const ax_tensor *x);
+ax_status ax_cpu_adaptive_avg_pool3d_backward(ax_tensor *dx, const ax_tensor *dy);
+/* cpu_resample.c */
+ax_status ax_cpu_interpolate(ax_tensor *y, const ax_tensor *x, ax_interp_mode mode, bool align_corners);
+ax_status ax_cpu_interpolate_backward(ax_tensor *dx, const ax_tensor *dy, ax_interp_mode mode, bool align_corners);
+ax_status ax_cpu_pad(ax_tensor *y, const ax_tensor *x, const int64_t *pads, int n_spatial, ax_pad_mode mode,
+                     double value);
+ax_status ax_cpu_pad_backward(ax_tensor *dx, const ax_tensor *dy, const int64_t *pads, int n_spatial,
+                              ax_pad_mode mode);
+/* cpu_index.c */
+ax_status ax_cpu_gather(ax_tensor *out, const ax_tensor *x, int dim, const ax_tensor *idx);
+ax_status ax_cpu_scatter_add(ax_tensor *out, int dim, const ax_tensor *idx, const ax_tensor *src);
+ax_status ax_cpu_index_select(ax_tensor *out, const ax_tensor *x, int dim, const ax_tensor *idx);
+ax_status ax_cpu_index_add(ax_tensor *out, int dim, const ax_tensor *idx, const ax_tensor *src);
+
+#endif
