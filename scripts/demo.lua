@@ -1,7 +1,8 @@
 -- scripts/demo.lua — what axon can do end to end today: discover plugins,
 -- inspect their declared parameters, instantiate them with validated
--- parameters, and draw reproducible random numbers. Grows into the
--- pre-train / fine-tune demo as those pipelines land.
+-- parameters, draw reproducible random numbers, and train a network with
+-- tensors, autograd and AdamW from Lua. Grows into the pre-train /
+-- fine-tune demo as those pipelines land.
 local ax = require "axon"
 
 print(("axon %s, plugin ABI %d.%d"):format(ax.version, ax.abi_major, ax.abi_minor))
@@ -41,5 +42,16 @@ print()
 print("counter-based RNG, seed 42:")
 for stream = 0, 2 do print(("  sample %d: %s"):format(stream, draws(42, stream))) end
 assert(draws(42, 1) == draws(42, 1))
+-- Tensors, autograd and an optimizer: train a small classifier end to end
+-- (scripts/train_mlp.lua; its checkpoint lands in runs/demo/mlp).
+print()
+print("training a 2-layer MLP on three spirals (scripts/train_mlp.lua):")
+local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
+local saved_arg = arg
+arg = {[0] = here .. "/train_mlp.lua", "300", "runs/demo/mlp"}
+os.remove("runs/demo/mlp/model.safetensors") -- train from scratch every time
+local acc = dofile(here .. "/train_mlp.lua")
+arg = saved_arg
+assert(acc > 0.8, "the MLP should fit the spirals")
 print()
 print("demo ok")

@@ -1,8 +1,10 @@
 /* The CPU backend: its kernel table, memory, copies and fills. The
  * elementwise, reduction and matrix kernels live beside this file. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "axon/half.h"
 #include "axon/log.h"
@@ -14,25 +16,36 @@
 #include <omp.h>
 #endif
 
-/* Keep freed tensor memory in the heap instead of returning it to the
- * kernel: glibc hands each allocation above its mmap threshold fresh pages,
- * and touching them again on every op (page faults, zeroing) cost more than
- * the kernels themselves in a training step. Memory stays reusable by the
- * next step; the peak is unchanged because the heap only grows to the
- * largest working set. */
-#if defined(__GLIBC__)
-#include <malloc.h>
-#if defined(__GNUC__)
-__attribute__((constructor))
-#endif
-static void ax_cpu_heap_init(void) {
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-}
-#endif
+/* Large tensors get their own mapping with transparent huge pages asked
+ * for: a 64 MiB activation then costs 32 page faults instead of 16384, which
+ * otherwise took longer than the kernels themselves in a training step.
+ * Memory goes back to the system on free, so the peak stays the working set
+ * (keeping freed blocks in the heap was faster still, but fragmentation
+ * raised a U-Net step's peak RSS by 70%). */
+#define AX_CPU_MAP_MIN ((size_t)4 << 20)
+#define AX_CPU_HUGE ((size_t)2 << 20)
+
+static size_t ax_cpu_map_size(size_t nbytes) { return (nbytes + AX_CPU_HUGE - 1) & ~(AX_CPU_HUGE - 1); }
 
 static void *ax_cpu_alloc(size_t nbytes, int32_t device_index) {
     (void)device_index;
+    if (nbytes >= AX_CPU_MAP_MIN) {
+        size_t len = ax_cpu_map_size(nbytes);
+        /* over-allocate one huge page so the start can be 2 MiB aligned */
+        char *p = mmap(NULL, len + AX_CPU_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            AX_ERROR(AX_ERR_NOMEM, "out of memory allocating %zu bytes on the CPU", nbytes);
+            return NULL;
+        }
+        uintptr_t a = ((uintptr_t)p + AX_CPU_HUGE - 1) & ~(uintptr_t)(AX_CPU_HUGE - 1);
+        size_t head = a - (uintptr_t)p, tail = AX_CPU_HUGE - head;
+        if (head) munmap(p, head);
+        if (tail) munmap((char *)a + len, tail);
+#ifdef MADV_HUGEPAGE
+        (void)madvise((void *)a, len, MADV_HUGEPAGE); /* a hint; fine to fail */
+#endif
+        return (void *)a;
+    }
     /* 64-byte alignment for AVX-512 loads and oneDNN. */
     size_t n = (nbytes + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, n ? n : 64);
@@ -41,8 +54,11 @@ static void *ax_cpu_alloc(size_t nbytes, int32_t device_index) {
 }
 
 static void ax_cpu_release(void *data, size_t nbytes, int32_t device_index) {
-    (void)nbytes, (void)device_index;
-    free(data);
+    (void)device_index;
+    if (nbytes >= AX_CPU_MAP_MIN)
+        munmap(data, ax_cpu_map_size(nbytes));
+    else
+        free(data);
 }
 
 static bool ax_cpu_supports(ax_kop op, ax_dtype dtype) {

@@ -143,20 +143,6 @@ static void ax_binary_i64_block(ax_binary_op op, int64_t *a, const int64_t *b, i
     }
 }
 
-static void ax_load_i64_row(int64_t *dst, const char *src, ax_dtype dtype, int64_t stride, int64_t n) {
-    switch (dtype) {
-    case AX_DTYPE_I32:
-        for (int64_t j = 0; j < n; j++) dst[j] = ((const int32_t *)src)[j * stride];
-        break;
-    case AX_DTYPE_U8:
-        for (int64_t j = 0; j < n; j++) dst[j] = ((const uint8_t *)src)[j * stride];
-        break;
-    default:
-        for (int64_t j = 0; j < n; j++) dst[j] = ((const int64_t *)src)[j * stride];
-        break;
-    }
-}
-
 /* Narrowing stores keep the low bits (two's complement wrap-around). */
 static void ax_store_i64_row(char *dst, ax_dtype dtype, int64_t stride, const int64_t *src, int64_t n) {
     switch (dtype) {

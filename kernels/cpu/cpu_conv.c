@@ -165,7 +165,7 @@ static void ax_cv_engine_init(void) { ax_cv_engine_status = dnnl_engine_create(&
  * buffers are kept in a small pool (at most AX_CV_POOL_MAX_BYTES, the
  * largest kept), and fresh large ones ask for transparent huge pages. */
 #define AX_CV_POOL 6
-#define AX_CV_POOL_MAX_BYTES ((size_t)1 << 30)
+#define AX_CV_POOL_MAX_BYTES ((size_t)256 << 20)
 #define AX_CV_HUGE ((size_t)2 << 20)
 
 typedef struct ax_cv_buf {

@@ -61,3 +61,17 @@ void ax_iter_init(ax_iter *it, int nop, const ax_tensor *const *ops) {
         for (int k = 0; k < nop; k++) it->stride[k][d] = stride[k][d];
     }
 }
+
+void ax_load_i64_row(int64_t *dst, const char *src, ax_dtype dtype, int64_t stride, int64_t n) {
+    switch (dtype) {
+    case AX_DTYPE_I32:
+        for (int64_t j = 0; j < n; j++) dst[j] = ((const int32_t *)src)[j * stride];
+        break;
+    case AX_DTYPE_U8:
+        for (int64_t j = 0; j < n; j++) dst[j] = ((const uint8_t *)src)[j * stride];
+        break;
+    default:
+        for (int64_t j = 0; j < n; j++) dst[j] = ((const int64_t *)src)[j * stride];
+        break;
+    }
+}

@@ -45,6 +45,9 @@ static inline void ax_iter_row(const ax_iter *it, int64_t r, int64_t *off) {
     }
 }
 
+/* Load n integers (i32, u8 or i64, every `stride` elements) as int64. */
+void ax_load_i64_row(int64_t *dst, const char *src, ax_dtype dtype, int64_t stride, int64_t n);
+
 /* Rows to hand each OpenMP thread at a time: whole rows, and enough work
  * per thread to pay for the fork. */
 #define AX_PAR_MIN_ELEMS 32768

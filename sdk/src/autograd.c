@@ -160,8 +160,24 @@ static int ax_list_push(ax_node_list *l, ax_node *node) {
     return 0;
 }
 
-/* acc += g, allocating acc (exclusively owned, acc_dtype) on first use. */
-static ax_status ax_accumulate(ax_tensor **acc, const ax_tensor *g, ax_dtype acc_dtype) {
+/* A node's incoming gradient: the first one is kept as is (no copy: nobody
+ * writes to it), later ones are summed out of place, since the first may be
+ * shared with another edge (add's backward hands g to both inputs). */
+static ax_status ax_accumulate_node(ax_tensor **acc, const ax_tensor *g) {
+    if (!*acc) {
+        *acc = ax_tensor_retain((ax_tensor *)g);
+        return AX_OK;
+    }
+    ax_tensor *sum;
+    if (ax_add(&sum, *acc, g) != AX_OK) return ax_error_status();
+    ax_tensor_free(*acc);
+    *acc = sum;
+    return AX_OK;
+}
+
+/* A leaf's .grad: owned exclusively (optimizers update it in place), in the
+ * leaf's dtype; later gradients are added in place. */
+static ax_status ax_accumulate_leaf(ax_tensor **acc, const ax_tensor *g, ax_dtype acc_dtype) {
     if (!*acc) {
         ax_tensor *c;
         if (ax_tensor_empty_like(&c, g, acc_dtype) != AX_OK) return ax_error_status();
@@ -208,7 +224,7 @@ ax_status ax_backward(ax_tensor *root, const ax_tensor *grad) {
     ax_status st = AX_OK;
     ax_no_grad_begin();
     if (!root->grad_fn) {
-        st = ax_accumulate(&root->grad, g0, root->dtype);
+        st = ax_accumulate_leaf(&root->grad, g0, root->dtype);
         ax_tensor_free(g0);
         ax_no_grad_end();
         return st;
@@ -270,9 +286,9 @@ ax_status ax_backward(ax_tensor *root, const ax_tensor *grad) {
                                   node->name, i, ax_shape_str(a, sizeof a, gin[i]->ndim, gin[i]->shape),
                                   ax_shape_str(b, sizeof b, node->in_ndim[i], node->in_shape[i]));
                 } else if (e->node) {
-                    st = ax_accumulate(&e->node->grad, gin[i], gin[i]->dtype);
+                    st = ax_accumulate_node(&e->node->grad, gin[i]);
                 } else {
-                    st = ax_accumulate(&e->leaf->grad, gin[i], e->leaf->dtype);
+                    st = ax_accumulate_leaf(&e->leaf->grad, gin[i], e->leaf->dtype);
                 }
             }
             if (st == AX_OK && e->node && --e->node->pending == 0 && ax_list_push(&ready, e->node)) {

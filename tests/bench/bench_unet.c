@@ -298,7 +298,8 @@ int main(int argc, char **argv) {
         double t1 = unet_now_ms();
         if (it < 0) {
             loss0 = loss;
-            printf("axon unet initial loss %.4f (warm-up step %.1f ms)\n", loss0, t1 - t0);
+            printf("axon unet initial loss %.4f (warm-up step %.1f ms, peak RSS %ld MiB)\n", loss0, t1 - t0,
+                   unet_peak_rss_mib());
             fflush(stdout);
         } else {
             ms[it] = t1 - t0;

@@ -107,7 +107,8 @@ def main():
         t1 = time.perf_counter()
         del loss
         if it < 0:
-            print(f"torch unet initial loss {loss_value:.4f} (warm-up step {1e3 * (t1 - t0):.1f} ms)", flush=True)
+            print(f"torch unet initial loss {loss_value:.4f} (warm-up step {1e3 * (t1 - t0):.1f} ms, "
+                  f"peak RSS {peak_rss_mib()} MiB)", flush=True)
         else:
             ms.append(1e3 * (t1 - t0))
     rss_after = peak_rss_mib()

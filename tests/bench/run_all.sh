@@ -3,7 +3,7 @@
 # print a Markdown table of times and peak memory. See tests/bench/README.md.
 #
 #     tests/bench/run_all.sh [--threads N] [--rounds R] [--unet-steps K] [--only LIST]
-#                            [--build DIR] [--logs DIR]
+#                            [--same-heap] [--build DIR] [--logs DIR]
 #
 # Needs a built tree in ./build (libaxon in build/sdk/.libs), gcc, python3
 # with torch, and GNU time (/usr/bin/time; `apt-get install -y time`).
@@ -24,6 +24,11 @@ options:
   --rounds R       runs per side and benchmark (default 3)
   --unet-steps K   timed U-Net training steps per run (default 10)
   --only LIST      comma-separated subset of: conv,convT,matmul,norm,unet
+  --same-heap      run the torch side with glibc's heap policy that libaxon
+                   sets for itself at load time (mmap and trim thresholds of
+                   1 GiB: freed memory stays in the heap, so new tensors do not
+                   page-fault), via MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_;
+                   by default each library runs as shipped
   --build DIR      configured and built tree (default ./build; must contain
                    sdk/.libs/libaxon.so)
   --logs DIR       keep every run's output there (default: a temporary
@@ -34,7 +39,7 @@ exit status: 0 all ran, 1 some benchmark failed, 2 usage error or no build.
 EOF
 }
 
-threads=2 rounds=3 unet_steps=10 only="conv,convT,matmul,norm,unet" build=build logs=""
+threads=2 rounds=3 unet_steps=10 only="conv,convT,matmul,norm,unet" build=build logs="" same_heap=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
@@ -43,6 +48,7 @@ while [ $# -gt 0 ]; do
         --only) only=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --build) build=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --logs) logs=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
+        --same-heap) same_heap=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run_all.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -87,11 +93,20 @@ failed=0
 say() { echo "$*" >&2; }
 
 # ---- build ---------------------------------------------------------------
+# Link against a snapshot of libaxon taken now, so that a rebuild of the tree
+# while the benchmarks run cannot mix library versions between rows.
+mkdir -p "$work/lib" || exit 2
+if ! cp -L "$build"/sdk/.libs/libaxon.so "$build"/sdk/.libs/libaxon.so.[0-9]* "$work/lib/"; then
+    echo "run_all.sh: cannot copy libaxon from $build/sdk/.libs" >&2
+    exit 2
+fi
+lib_date=$(date -r "$build/sdk/.libs/libaxon.so" '+%Y-%m-%d %H:%M:%S' 2>/dev/null)
+say "libaxon snapshot: $build, built ${lib_date:-?}"
 for src in tests/bench/*.c; do
     name=$(basename "$src" .c)
     say "building $name"
     if ! gcc -O2 -fopenmp -Isdk/include -I"$build/sdk/include" "$src" -o "$work/$name" \
-        -L"$build/sdk/.libs" -laxon -lm -Wl,-rpath,"$build/sdk/.libs" 2>"$work/$name.build.log"; then
+        -L"$work/lib" -laxon -lm -Wl,-rpath,"$work/lib" 2>"$work/$name.build.log"; then
         say "run_all.sh: building $name failed:"
         cat "$work/$name.build.log" >&2
         failed=1
@@ -111,6 +126,8 @@ run() {
         cmd=("$work/$name" "$@")
     else
         cmd=(python3 "tests/bench/$name.py" "$@")
+        # the values libaxon passes to mallopt() (kernels/cpu/cpu_backend.c)
+        [ "$same_heap" = 1 ] && cmd=(env MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 "${cmd[@]}")
     fi
     if [ -n "$gnu_time" ]; then
         "$gnu_time" -v -o "$work/$tag.time" "${cmd[@]}" >"$work/$tag.out" 2>"$work/$tag.err"
@@ -130,7 +147,8 @@ time_rss() {
 #   matmul: "median X ms, ... peak RSS Z MiB"
 #   norm:   bench_norm's fused / F.instance_norm + leaky_relu_ line, "fwd+bwd X ms"
 #           (a best-of); RSS from GNU time
-#   unet:   "median X ms, ... peak RSS Z MiB (before training W MiB)"
+#   unet:   the "N steps: median X ms, ... peak RSS Z MiB (before training W MiB)"
+#           line (the warm-up line before it has a peak RSS too)
 parse() {
     local kind=$1 out="$work/$2.out" ms="" peak="" base=""
     case "$kind" in
@@ -139,9 +157,11 @@ parse() {
                 peak=$(sed -n 's/.*peak RSS \([0-9]*\) MiB.*/\1/p' "$out" | head -n 1) ;;
         norm) ms=$(grep -E 'fused ax_instance_norm_leaky_relu|F\.instance_norm \+ leaky_relu_' "$out" |
                    sed -n 's/.*fwd+bwd *\([0-9.]*\) ms.*/\1/p' | head -n 1) ;;
-        unet) ms=$(sed -n 's/.* steps: median \([0-9.]*\) ms.*/\1/p' "$out" | head -n 1)
-              peak=$(sed -n 's/.*peak RSS \([0-9]*\) MiB.*/\1/p' "$out" | head -n 1)
-              base=$(sed -n 's/.*before training \([0-9]*\) MiB.*/\1/p' "$out" | head -n 1) ;;
+        unet) local line
+              line=$(grep ' steps: median ' "$out" | head -n 1)
+              ms=$(echo "$line" | sed -n 's/.* steps: median \([0-9.]*\) ms.*/\1/p')
+              peak=$(echo "$line" | sed -n 's/.*peak RSS \([0-9]*\) MiB.*/\1/p')
+              base=$(echo "$line" | sed -n 's/.*before training \([0-9]*\) MiB.*/\1/p') ;;
     esac
     [ -n "$peak" ] || peak=$(time_rss "$2")
     echo "${ms:--} ${peak:--} ${base:--}"
@@ -206,8 +226,10 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 # ---- table ------------------------------------------------------------------
 cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
 echo
-echo "Machine: $(nproc) CPUs ($cpu), $threads threads per library, best of $rounds alternating runs per side."
-echo "Load average (1/5/15 min): before ${load_before:-?}, after ${load_after:-?}."
+heap="each library's own heap policy"
+[ "$same_heap" = 1 ] && heap="torch given libaxon's glibc heap policy (--same-heap)"
+echo "Machine: $(nproc) CPUs ($cpu), $threads threads per library, best of $rounds alternating runs per side, $heap."
+echo "libaxon: $build, built ${lib_date:-?}. Load average (1/5/15 min): before ${load_before:-?}, after ${load_after:-?}."
 echo
 echo "| benchmark | axon ms | torch ms | time ratio (axon/torch) | axon peak RSS MiB | torch peak RSS MiB | memory ratio | axon baseline MiB | torch baseline MiB | axon working set MiB | torch working set MiB | working-set ratio |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

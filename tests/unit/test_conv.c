@@ -322,36 +322,37 @@ static void test_partial_grads(void **state) {
     ax_tensor_free(gy);
 }
 
-/* bf16 in, bf16 out (computed in f32), gradients in bf16. */
-static void test_bf16(void **state) {
+/* bf16/f16 in, the same dtype out (computed in f32), gradients in that
+ * dtype and equal to the f32 op's on the same rounded values. */
+static void test_half_dtypes(void **state) {
     (void)state;
-    for (int t = 0; t < 2; t++) {
-        const conv_case *c = t ? &GC_TCONV_G2 : &GC_CONV;
-        ax_tensor *x, *w, *b, *xh, *wh, *bh, *y, *yh, *gy;
+    const ax_dtype dts[2] = {AX_DTYPE_BF16, AX_DTYPE_F16};
+    for (int t = 0; t < 4; t++) {
+        const conv_case *c = t % 2 ? &GC_TCONV_G2 : &GC_CONV;
+        ax_dtype dt = dts[t / 2];
+        double tol = dt == AX_DTYPE_BF16 ? 2e-2 : 2e-3;
+        ax_tensor *x, *w, *b, *in[3], *in32[3], *y, *yh, *gy, *gy32;
         case_inputs(c, 21, false, &x, &w, &b);
-        OK(ax_tensor_to_dtype(&xh, x, AX_DTYPE_BF16));
-        OK(ax_tensor_to_dtype(&wh, w, AX_DTYPE_BF16));
-        OK(ax_tensor_to_dtype(&bh, b, AX_DTYPE_BF16));
-        OK(ax_tensor_set_requires_grad(xh, true));
-        OK(ax_tensor_set_requires_grad(wh, true));
-        OK(ax_tensor_set_requires_grad(bh, true));
-        ax_tensor *x32, *w32, *b32;
-        OK(ax_tensor_to_dtype(&x32, xh, AX_DTYPE_F32)); /* the same rounded values in f32 */
-        OK(ax_tensor_to_dtype(&w32, wh, AX_DTYPE_F32));
-        OK(ax_tensor_to_dtype(&b32, bh, AX_DTYPE_F32));
-        OK(run_op(c, &yh, xh, wh, bh));
-        assert_int_equal(yh->dtype, AX_DTYPE_BF16);
-        ax_no_grad_begin();
-        OK(run_op(c, &y, x32, w32, b32));
-        ax_no_grad_end();
-        assert_true(ax_allclose("bf16 y", yh, y, 2e-2, 1e-2));
-        OK(ax_tensor_ones(&gy, yh->ndim, yh->shape, AX_DTYPE_BF16));
+        ax_tensor *src[3] = {x, w, b};
+        for (int i = 0; i < 3; i++) {
+            OK(ax_tensor_to_dtype(&in[i], src[i], dt));
+            OK(ax_tensor_to_dtype(&in32[i], in[i], AX_DTYPE_F32)); /* the same rounded values in f32 */
+            OK(ax_tensor_set_requires_grad(in[i], true));
+            OK(ax_tensor_set_requires_grad(in32[i], true));
+        }
+        OK(run_op(c, &yh, in[0], in[1], in[2]));
+        OK(run_op(c, &y, in32[0], in32[1], in32[2]));
+        assert_int_equal(yh->dtype, dt);
+        assert_true(ax_allclose("half y", yh, y, tol, tol));
+        OK(ax_tensor_ones(&gy, yh->ndim, yh->shape, dt));
+        OK(ax_tensor_ones(&gy32, y->ndim, y->shape, AX_DTYPE_F32));
         OK(ax_backward(yh, gy));
-        assert_int_equal(xh->grad->dtype, AX_DTYPE_BF16);
-        assert_int_equal(wh->grad->dtype, AX_DTYPE_BF16);
-        assert_int_equal(bh->grad->dtype, AX_DTYPE_BF16);
-        assert_true(ax_tensor_same_shape(wh->grad, wh));
-        ax_tensor *all[] = {x, w, b, xh, wh, bh, y, yh, gy, x32, w32, b32};
+        OK(ax_backward(y, gy32));
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(in[i]->grad->dtype, dt);
+            assert_true(ax_allclose("half grad", in[i]->grad, in32[i]->grad, tol, tol));
+        }
+        ax_tensor *all[] = {x, w, b, in[0], in[1], in[2], in32[0], in32[1], in32[2], y, yh, gy, gy32};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ax_tensor_free(all[i]);
     }
 }
@@ -765,7 +766,7 @@ int main(void) {
         cmocka_unit_test(test_gradcheck_non_contiguous),
         cmocka_unit_test(test_non_contiguous_forward),
         cmocka_unit_test(test_partial_grads),
-        cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_half_dtypes),
         cmocka_unit_test(test_empty_batch),
         cmocka_unit_test(test_default_params),
         cmocka_unit_test(test_kernel_contract),
