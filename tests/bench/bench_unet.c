@@ -31,7 +31,8 @@
  * A step is optimizer zero_grad + forward + loss + backward + SGD step. The
  * output gives the median and minimum per step in milliseconds of wall time,
  * and the process's peak RSS (getrusage ru_maxrss) before the first step
- * (model, optimizer, input and target built) and after the last.
+ * (model, optimizer, input and target built), after the warm-up step and
+ * after the last step.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>

@@ -9,8 +9,9 @@ biases on) on [N, 1, S, S, S] f32, written in plain torch.nn; MSE against a
 fixed random target; SGD lr 1e-2, momentum 0.99, nesterov, weight decay
 3e-5. Default torch init. Prints the initial loss, the median and minimum
 wall time per step (zero_grad + forward + loss + backward + step) and the
-peak RSS (resource.getrusage ru_maxrss) before the first step and after the
-last; the "before" value is mostly the interpreter and torch itself.
+peak RSS (resource.getrusage ru_maxrss) before the first step, after the
+warm-up step and after the last; the "before" value is mostly the
+interpreter and torch itself.
 """
 import resource
 import sys

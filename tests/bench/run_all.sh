@@ -3,7 +3,7 @@
 # print a Markdown table of times and peak memory. See tests/bench/README.md.
 #
 #     tests/bench/run_all.sh [--threads N] [--rounds R] [--unet-steps K] [--only LIST]
-#                            [--same-heap] [--build DIR] [--logs DIR]
+#                            [--torch-env ASSIGNMENTS] [--build DIR] [--logs DIR]
 #
 # Needs a built tree in ./build (libaxon in build/sdk/.libs), gcc, python3
 # with torch, and GNU time (/usr/bin/time; `apt-get install -y time`).
@@ -24,11 +24,12 @@ options:
   --rounds R       runs per side and benchmark (default 3)
   --unet-steps K   timed U-Net training steps per run (default 10)
   --only LIST      comma-separated subset of: conv,convT,matmul,norm,unet
-  --same-heap      run the torch side with glibc's heap policy that libaxon
-                   sets for itself at load time (mmap and trim thresholds of
-                   1 GiB: freed memory stays in the heap, so new tensors do not
-                   page-fault), via MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_;
-                   by default each library runs as shipped
+  --torch-env ASSIGNMENTS
+                   space-separated VAR=VALUE settings for the torch runs only,
+                   e.g. "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" (glibc >= 2.35:
+                   transparent huge pages for malloc's large blocks, as libaxon
+                   asks for its own large tensors); by default both sides run
+                   as shipped
   --build DIR      configured and built tree (default ./build; must contain
                    sdk/.libs/libaxon.so)
   --logs DIR       keep every run's output there (default: a temporary
@@ -39,7 +40,7 @@ exit status: 0 all ran, 1 some benchmark failed, 2 usage error or no build.
 EOF
 }
 
-threads=2 rounds=3 unet_steps=10 only="conv,convT,matmul,norm,unet" build=build logs="" same_heap=0
+threads=2 rounds=3 unet_steps=10 only="conv,convT,matmul,norm,unet" build=build logs="" torch_env=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
@@ -48,7 +49,7 @@ while [ $# -gt 0 ]; do
         --only) only=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --build) build=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         --logs) logs=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
-        --same-heap) same_heap=1; shift ;;
+        --torch-env) torch_env=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run_all.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
@@ -126,8 +127,9 @@ run() {
         cmd=("$work/$name" "$@")
     else
         cmd=(python3 "tests/bench/$name.py" "$@")
-        # the values libaxon passes to mallopt() (kernels/cpu/cpu_backend.c)
-        [ "$same_heap" = 1 ] && cmd=(env MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 "${cmd[@]}")
+        # word splitting on purpose: "A=1 B=2" -> env A=1 B=2 python3 ...
+        # shellcheck disable=SC2206
+        [ -n "$torch_env" ] && cmd=(env $torch_env "${cmd[@]}")
     fi
     if [ -n "$gnu_time" ]; then
         "$gnu_time" -v -o "$work/$tag.time" "${cmd[@]}" >"$work/$tag.out" 2>"$work/$tag.err"
@@ -226,9 +228,8 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 # ---- table ------------------------------------------------------------------
 cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
 echo
-heap="each library's own heap policy"
-[ "$same_heap" = 1 ] && heap="torch given libaxon's glibc heap policy (--same-heap)"
-echo "Machine: $(nproc) CPUs ($cpu), $threads threads per library, best of $rounds alternating runs per side, $heap."
+echo "Machine: $(nproc) CPUs ($cpu), $threads threads per library, best of $rounds alternating runs per side."
+[ -n "$torch_env" ] && echo "torch runs with: $torch_env"
 echo "libaxon: $build, built ${lib_date:-?}. Load average (1/5/15 min): before ${load_before:-?}, after ${load_after:-?}."
 echo
 echo "| benchmark | axon ms | torch ms | time ratio (axon/torch) | axon peak RSS MiB | torch peak RSS MiB | memory ratio | axon baseline MiB | torch baseline MiB | axon working set MiB | torch working set MiB | working-set ratio |"
