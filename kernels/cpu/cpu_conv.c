@@ -632,6 +632,8 @@ static ax_status ax_cv_get(ax_cv_entry **out, const ax_cv_key *k) {
 
 /* ---- execution --------------------------------------------------------------- */
 
+static pthread_mutex_t ax_cv_exec_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* Run e on the user's buffers ptrs[i] (one per e->args[i]). */
 static ax_status ax_cv_run(ax_cv_entry *e, void *const *ptrs) {
     const ax_cv_key *k = &e->key;
@@ -707,7 +709,14 @@ static ax_status ax_cv_exec(ax_cv_key *k, int kind, bool bias, void *const *ptrs
     k->bias = bias;
     ax_cv_entry *e = NULL;
     if (ax_cv_get(&e, k) != AX_OK) return ax_error_status();
+    /* Debian's oneDNN is built without DNNL_ENABLE_CONCURRENT_EXEC: a
+     * primitive's library-managed scratchpad is shared, so running one from
+     * two threads at once corrupts results (test_concurrent_calls saw it).
+     * Each call already uses every OpenMP thread, so serialising costs
+     * nothing on the CPU. */
+    pthread_mutex_lock(&ax_cv_exec_lock);
     ax_status st = ax_cv_run(e, ptrs);
+    pthread_mutex_unlock(&ax_cv_exec_lock);
     ax_cv_release(e);
     return st;
 }

@@ -552,9 +552,15 @@ static void *conv_worker(void *arg) {
         j->ok = run_op(j->c, &y, j->x, j->w, j->b) == AX_OK &&
                 ax_tensor_zeros(&dw, 5, j->w->shape, AX_DTYPE_F32) == AX_OK &&
                 (j->c->transposed ? k->conv_transpose3d_backward : k->conv3d_backward)(NULL, dw, NULL, j->dy, j->x,
-                                                                                      j->w, &p) == AX_OK &&
-                !memcmp(ax_tensor_data(y), ax_tensor_data(j->want_y), ax_tensor_nbytes(y)) &&
-                !memcmp(ax_tensor_data(dw), ax_tensor_data(j->want_dw), ax_tensor_nbytes(dw));
+                                                                                      j->w, &p) == AX_OK;
+        if (j->ok && memcmp(ax_tensor_data(y), ax_tensor_data(j->want_y), ax_tensor_nbytes(y))) {
+            j->ok = 0;
+            ax_allclose("concurrent y", y, j->want_y, 0, 0);
+        }
+        if (j->ok && memcmp(ax_tensor_data(dw), ax_tensor_data(j->want_dw), ax_tensor_nbytes(dw))) {
+            j->ok = 0;
+            ax_allclose("concurrent dw", dw, j->want_dw, 0, 0);
+        }
         ax_tensor_free(y);
         ax_tensor_free(dw);
     }
