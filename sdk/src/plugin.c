@@ -22,10 +22,11 @@ ax_plugin_kind ax_plugin_kind_parse(const char *name) {
  * its entry here stays: older plugins remain loadable. */
 size_t ax_plugin_ops_min_size(ax_plugin_kind kind) {
     switch (kind) {
-    case AX_PLUGIN_METHOD: return sizeof(ax_method_ops);
-    case AX_PLUGIN_ARCH: return sizeof(ax_arch_ops);
-    case AX_PLUGIN_AUG: return sizeof(ax_aug_ops);
-    case AX_PLUGIN_TASK: return sizeof(ax_task_ops);
+    /* ABI 1.0 gave METHOD, ARCH and TASK their lifecycle only. */
+    case AX_PLUGIN_METHOD: return sizeof(ax_plugin_base_ops);
+    case AX_PLUGIN_ARCH: return sizeof(ax_plugin_base_ops);
+    case AX_PLUGIN_AUG: return offsetof(ax_aug_ops, apply) + sizeof(((ax_aug_ops *)0)->apply);
+    case AX_PLUGIN_TASK: return sizeof(ax_plugin_base_ops);
     case AX_PLUGIN_BACKEND: return sizeof(ax_backend_ops);
     }
     return 0;

@@ -11,8 +11,10 @@
 
 #include "axon/attention.h"
 #include "axon/autograd.h"
+#include "axon/cache.h"
 #include "axon/conv.h"
 #include "axon/kernels.h"
+#include "axon/loader.h"
 #include "axon/log.h"
 #include "axon/loss.h"
 #include "axon/nn.h"
@@ -29,5 +31,6 @@
 #include "axon/status.h"
 #include "axon/tensor.h"
 #include "axon/version.h"
+#include "axon/volume.h"
 
 #endif

@@ -48,6 +48,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "axon/nn.h"
 #include "axon/params.h"
 #include "axon/rng.h"
 #include "axon/sample.h"
@@ -58,7 +59,7 @@ extern "C" {
 #endif
 
 #define AX_ABI_MAJOR 1u
-#define AX_ABI_MINOR 0u
+#define AX_ABI_MINOR 1u
 
 /* The one symbol the host looks up in every plugin file. */
 #define AX_PLUGIN_ENTRY_SYMBOL "ax_plugin_entry"
@@ -109,17 +110,67 @@ typedef struct ax_plugin_base_ops {
 typedef struct ax_aug_ops {
     AX_PLUGIN_BASE_OPS;
     ax_status (*apply)(const void *self, ax_sample *sample, ax_rng *rng);
+    /* ABI 1.1, [optional]: the input extent (D, H, W) this augmentation
+     * needs to produce a `patch` with no border lost (rotation, scaling);
+     * NULL means it needs exactly `patch`. The loader cuts the largest
+     * extent of its chain and sets sample->target = patch. */
+    ax_status (*extent)(const void *self, const int32_t patch[3], int32_t extent[3]);
 } ax_aug_ops;
 
-/* METHOD, ARCH, TASK: ABI 1.0 carries their lifecycle; the compute entry
- * points (forward, loss, adaptation plan) are appended with the tensor core,
- * in a later minor version, as the rules above allow. */
+/* METHOD, ARCH, TASK: ABI 1.0 carried only their lifecycle; ABI 1.1 appends
+ * the compute entry points below (a 1.0 plugin of these kinds still loads,
+ * and the host reports "has no build()" when it is used). */
+
+/* METHOD: a self-supervised objective around a backbone. */
 typedef struct ax_method_ops {
     AX_PLUGIN_BASE_OPS;
+    /* Output channels the backbone must produce for `in_channels` input
+     * channels (MAE reconstructs the input: out = in). */
+    ax_status (*out_channels)(const void *self, int64_t in_channels, int64_t *out);
+    /* The loss of one batch. x: [N, C, D, H, W] float32 images (borrowed);
+     * `net` is the backbone built by the ARCH plugin (borrowed, in training
+     * mode); every random draw comes from `rng`, so a step is reproducible
+     * from (seed, step). *loss: new reference, a scalar that requires grad. */
+    ax_status (*loss)(const void *self, ax_module *net, const ax_tensor *x, ax_rng *rng, ax_tensor **loss);
+    /* [optional] For reports: the method's view of x and the network's
+     * answer. x: [N, C, D, H, W]; *view, *output: new references of x's
+     * shape (MAE: the masked input and the reconstruction). Runs under
+     * no-grad. */
+    ax_status (*preview)(const void *self, ax_module *net, const ax_tensor *x, ax_rng *rng, ax_tensor **view,
+                         ax_tensor **output);
 } ax_method_ops;
 
+/* What an architecture tells fine-tuning about its parameter names: each
+ * field is a dotted prefix of state-dict keys (static strings, NULL when the
+ * role does not exist). Weight transfer copies `stem` and `encoder`, leaves
+ * `decoder` fresh, and adapts `input_projection` to another channel count. */
+typedef struct ax_arch_plan {
+    const char *stem;             /* e.g. "encoder.stem" */
+    const char *encoder;          /* e.g. "encoder.stages" */
+    const char *decoder;          /* e.g. "decoder" */
+    const char *input_projection; /* e.g. "encoder.stem.convs.0.conv" */
+    const char *output_head;      /* e.g. "decoder.seg_layers" */
+    const char *pos_embed;        /* Transformers: resized when the patch changes */
+    int32_t divisor[3];           /* patch sizes must be multiples (D, H, W) */
+    void *reserved[4];
+} ax_arch_plan;
+
+/* ARCH: builds networks. The module tree's parameter names must equal the
+ * PyTorch reference's so state dicts move both ways. */
 typedef struct ax_arch_ops {
     AX_PLUGIN_BASE_OPS;
+    /* A new network for in_channels -> out_channels. *out: new reference;
+     * its forward takes x: [N, in_channels, D, H, W] and returns
+     * [N, out_channels, D, H, W] (the full-resolution output). Weights are
+     * initialised from `rng` (same seed, same weights). */
+    ax_status (*build)(const void *self, ax_module **out, int64_t in_channels, int64_t out_channels, ax_rng *rng);
+    /* Fill *plan (see ax_arch_plan). */
+    ax_status (*plan)(const void *self, ax_arch_plan *plan);
+    /* [optional] Deep supervision: every output, highest resolution first.
+     * outs[i]: new references, *n_outs set (at most max_outs). NULL when
+     * the architecture has a single output. */
+    ax_status (*forward_all)(const void *self, ax_module *net, const ax_tensor *x, ax_tensor **outs, int max_outs,
+                             int *n_outs);
 } ax_arch_ops;
 
 typedef struct ax_task_ops {

@@ -26,7 +26,13 @@ typedef struct ax_sample {
     int32_t channels;   /* C */
     int32_t shape[3];   /* D, H, W */
     float spacing[3];   /* voxel size in mm along D, H, W */
-    void *reserved[4];
+    /* ABI 1.1: when non-zero, the sample was cut larger than the patch the
+     * loader wants (see ax_aug_ops.extent); an augmentation that resamples
+     * produces exactly this shape, centred, and updates `shape`. The loader
+     * centre-crops whatever is still larger after the chain. */
+    int32_t target[3];
+    int32_t flags;      /* zero */
+    void *reserved[2];
 } ax_sample;
 
 /* Number of voxels in one channel: D*H*W. */
