@@ -32,5 +32,6 @@
 #include "axon/tensor.h"
 #include "axon/version.h"
 #include "axon/volume.h"
+#include "axon/warp.h"
 
 #endif
