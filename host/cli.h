@@ -15,6 +15,18 @@ int ax_cmd_plugins(ax_cli *cli, int argc, char **argv);
 /* Print the help of one command to stdout; 0, or 2 for an unknown name. */
 int ax_cli_help(const char *command);
 int ax_cmd_run(ax_cli *cli, int argc, char **argv);
+int ax_cmd_pretrain(ax_cli *cli, int argc, char **argv);
+/* `axon finetune`, `axon predict`, `axon evaluate` (host/cmd_finetune.c, cmd_predict.c) */
+int ax_cmd_finetune(ax_cli *cli, int argc, char **argv);
+int ax_cmd_predict(ax_cli *cli, int argc, char **argv);
+int ax_cmd_evaluate(ax_cli *cli, int argc, char **argv);
+/* `axon inspect FILE [--json]` (host/cmd_inspect.c) */
+int ax_cmd_inspect(ax_cli *cli, int argc, char **argv);
+/* `axon data demo OUT [...]` (host/cmd_data.c) */
+int ax_cmd_data(ax_cli *cli, int argc, char **argv);
+
+/* `axon preprocess ...` (host/cmd_preprocess.c) */
+int ax_cmd_preprocess(ax_cli *cli, int argc, char **argv);
 
 /* Parse "--plugin-path DIR" / "--plugin-path=DIR" at argv[*i]; 1 if taken
  * (advancing *i), 0 if not this option, -1 on a usage error (printed). */

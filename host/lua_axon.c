@@ -11,11 +11,15 @@
 
 #include "axon/log.h"
 #include "axon/version.h"
+#include "lua_arch.h"
+#include "lua_data.h"
+#include "lua_finetune.h"
+#include "lua_loader.h"
 #include "lua_nn.h"
 #include "lua_tensor.h"
+#include "lua_train.h"
 
 #define AX_LUA_REGISTRY_KEY "axon.registry"
-#define AX_LUA_INSTANCE "axon.plugin"
 #define AX_LUA_RNG "axon.rng"
 
 static ax_registry *ax_lua_registry(lua_State *L) {
@@ -272,6 +276,13 @@ static ax_lua_instance *ax_lua_check_instance(lua_State *L, int idx) {
     return u;
 }
 
+ax_instance *ax_lua_test_instance(lua_State *L, int idx) {
+    ax_lua_instance *u = luaL_testudata(L, idx, AX_LUA_INSTANCE);
+    if (!u) return NULL;
+    if (!u->inst) luaL_error(L, "plugin instance used after it was closed");
+    return u->inst;
+}
+
 static int ax_lua_instance_gc(lua_State *L) {
     ax_lua_instance *u = luaL_checkudata(L, 1, AX_LUA_INSTANCE);
     ax_instance_free(u->inst);
@@ -475,6 +486,10 @@ static int ax_lua_module(lua_State *L) {
     lua_newtable(L);
     ax_lua_tensor_register(L); /* first: the module's own names below win */
     luaL_setfuncs(L, fns, 0);
+    ax_lua_train_register(L);
+    ax_lua_finetune_register(L);
+    ax_lua_data_register(L);
+    ax_lua_loader_register(L);
     lua_pushstring(L, ax_version());
     lua_setfield(L, -2, "version");
     lua_pushinteger(L, AX_ABI_MAJOR);
@@ -499,6 +514,7 @@ void ax_lua_open(lua_State *L, ax_registry *reg) {
 
     ax_lua_tensor_open(L);
     ax_lua_nn_open(L);
+    ax_lua_arch_open(L); /* after the plugin-instance metatable */
 
     static const luaL_Reg rng_methods[] = {
         {"uniform", ax_lua_rng_uniform}, {"normal", ax_lua_rng_normal}, {"u32", ax_lua_rng_u32},

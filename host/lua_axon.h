@@ -23,4 +23,13 @@ void ax_lua_open(lua_State *L, ax_registry *reg);
  * Returns 0 on success, 1 on a script error. */
 int ax_lua_run_script(ax_registry *reg, const char *script, int argc, char **argv);
 
+/* Metatable of the plugin instances that ax.method/arch/aug/task/backend
+ * return (other host modules extend it, see lua_arch.c). */
+#define AX_LUA_INSTANCE "axon.plugin"
+
+/* The plugin instance at stack index idx (borrowed, lives as long as the
+ * Lua value), or NULL when the value is not one. A closed instance raises
+ * a Lua error. */
+ax_instance *ax_lua_test_instance(lua_State *L, int idx);
+
 #endif

@@ -412,10 +412,15 @@ static int ax_lua_t_contiguous(lua_State *L) {
 
 static int ax_lua_t_to(lua_State *L) {
     ax_tensor *t = ax_lua_check_tensor(L, 1), *o;
-    const char *what = luaL_checkstring(L, 2);
-    if (strcmp(what, "cpu") == 0) return ax_lua_result(L, ax_tensor_to_device(&o, t, AX_CPU), &o);
-    if (strncmp(what, "cuda", 4) == 0) {
-        ax_device dev = {AX_DEVICE_CUDA, what[4] == ':' ? atoi(what + 5) : 0};
+    /* t:to() moves to the default device ($AXON_DEVICE, else the CPU) */
+    const char *what = luaL_optstring(L, 2, "default");
+    ax_device dev;
+    if (strcmp(what, "default") == 0) {
+        if (ax_device_default(&dev) != AX_OK) return luaL_error(L, "%s", ax_error_message());
+        return ax_lua_result(L, ax_tensor_to_device(&o, t, dev), &o);
+    }
+    if (strcmp(what, "cpu") == 0 || strncmp(what, "cuda", 4) == 0) {
+        if (ax_device_parse(what, &dev) != AX_OK) return luaL_error(L, "to: %s", ax_error_message());
         return ax_lua_result(L, ax_tensor_to_device(&o, t, dev), &o);
     }
     return ax_lua_result(L, ax_tensor_to_dtype(&o, t, ax_lua_dtype(L, 2, AX_DTYPE_F32)), &o);

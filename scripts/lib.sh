@@ -3,7 +3,8 @@
 # Source it; do not run it.
 
 AX_DEBS="build-essential autoconf automake libtool pkgconf make \
-liblua5.4-dev libnifti2-dev libdnnl-dev libjansson-dev zlib1g-dev libcmocka-dev"
+liblua5.4-dev libnifti2-dev libdnnl-dev libjansson-dev zlib1g-dev libcmocka-dev \
+python3-nibabel mricron-data python3-numpy chromium"
 
 ax_say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -182,6 +182,9 @@ static const ax_kernels ax_cpu_table = {
     .scatter_add = ax_cpu_scatter_add,
     .index_select = ax_cpu_index_select,
     .index_add = ax_cpu_index_add,
+    .sgd_step = ax_cpu_sgd_step,
+    .adamw_step = ax_cpu_adamw_step,
+    .grad_norm = ax_cpu_grad_norm,
 };
 
 const ax_kernels *ax_cpu_kernels(void) { return &ax_cpu_table; }

@@ -48,5 +48,10 @@ ax_status ax_cpu_gather(ax_tensor *out, const ax_tensor *x, int dim, const ax_te
 ax_status ax_cpu_scatter_add(ax_tensor *out, int dim, const ax_tensor *idx, const ax_tensor *src);
 ax_status ax_cpu_index_select(ax_tensor *out, const ax_tensor *x, int dim, const ax_tensor *idx);
 ax_status ax_cpu_index_add(ax_tensor *out, int dim, const ax_tensor *idx, const ax_tensor *src);
+/* cpu_optim.c */
+ax_status ax_cpu_sgd_step(ax_tensor *p, ax_tensor *buf, const ax_tensor *g, const ax_sgd_step_params *c);
+ax_status ax_cpu_adamw_step(ax_tensor *p, ax_tensor *m, ax_tensor *v, const ax_tensor *g,
+                            const ax_adamw_step_params *c);
+ax_status ax_cpu_grad_norm(double *acc, size_t n, const ax_tensor *const *xs, double p);
 
 #endif

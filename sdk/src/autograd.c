@@ -219,7 +219,8 @@ ax_status ax_backward(ax_tensor *root, const ax_tensor *grad) {
             return AX_ERROR(AX_ERR_INVALID, "ax_backward: root of shape %s has more than one element; pass grad",
                             ax_shape_str(a, sizeof a, root->ndim, root->shape));
         }
-        if (ax_tensor_ones(&g0, root->ndim, root->shape, root->dtype) != AX_OK) return ax_error_status();
+        if (ax_tensor_full_on(&g0, root->ndim, root->shape, root->dtype, 1.0, root->storage->device) != AX_OK)
+            return ax_error_status();
     }
     ax_status st = AX_OK;
     ax_no_grad_begin();

@@ -497,6 +497,66 @@ void ax_module_zero_grad(ax_module *m) {
     for (size_t i = 0; i < m->n_children; i++) ax_module_zero_grad(m->children[i].m);
 }
 
+/* Moves t's data (and its grad's) to `device`, keeping the object: the
+ * copy's storage is swapped into t and the copy drops the old one. */
+static ax_status ax_tensor_move_(ax_tensor *t, ax_device device) {
+    ax_device at = t->storage->device;
+    ax_tensor *n = NULL;
+    ax_status st = AX_OK;
+    bool same = at.type == device.type && at.index == device.index;
+    ax_no_grad_begin();
+    if (!same) st = ax_tensor_to_device(&n, t, device);
+    ax_no_grad_end();
+    if (st == AX_OK && t->grad) st = ax_tensor_move_(t->grad, device);
+    if (st != AX_OK || same) {
+        ax_tensor_free(n);
+        return st;
+    }
+    ax_storage *old = t->storage;
+    t->storage = n->storage;
+    n->storage = old;
+    int64_t off = t->offset;
+    t->offset = n->offset;
+    n->offset = off;
+    for (int i = 0; i < t->ndim; i++) {
+        int64_t s = t->stride[i];
+        t->stride[i] = n->stride[i];
+        n->stride[i] = s;
+    }
+    ax_tensor_free(n);
+    return AX_OK;
+}
+
+ax_status ax_module_to_device(ax_module *m, ax_device device) {
+    if (!m) return AX_ERROR(AX_ERR_INVALID, "ax_module_to_device: module is NULL");
+    ax_named_tensors l[2] = {{0}, {0}};
+    ax_status st = ax_module_parameters(m, &l[0]);
+    if (st == AX_OK) st = ax_module_buffers(m, &l[1]);
+    for (int k = 0; k < 2 && st == AX_OK; k++)
+        for (size_t i = 0; i < l[k].n && st == AX_OK; i++)
+            if ((st = ax_tensor_move_(l[k].tensors[i], device)) != AX_OK)
+                ax_error_prefix("ax_module_to_device: %s '%s'", k ? "buffer" : "parameter", l[k].names[i]);
+    ax_named_tensors_clear(&l[0]);
+    ax_named_tensors_clear(&l[1]);
+    return st;
+}
+
+static const ax_tensor *ax_module_first_tensor(const ax_module *m, bool params) {
+    if (params && m->n_params) return m->params[0].t;
+    if (!params && m->n_buffers) return m->buffers[0].t;
+    for (size_t i = 0; i < m->n_children; i++) {
+        const ax_tensor *t = ax_module_first_tensor(m->children[i].m, params);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+ax_device ax_module_device(const ax_module *m) {
+    const ax_tensor *t = m ? ax_module_first_tensor(m, true) : NULL;
+    if (!t && m) t = ax_module_first_tensor(m, false);
+    return t ? t->storage->device : AX_CPU;
+}
+
 typedef struct ax_rng_visit {
     uint64_t seed, step, index;
 } ax_rng_visit;
@@ -675,7 +735,12 @@ static ax_status ax_load_apply(const ax_load_plan *p, const char *path) {
     ax_no_grad_begin();
     for (size_t i = 0; st == AX_OK && i < p->sd.l.n; i++) {
         ax_tensor *dst = p->sd.l.tensors[i];
-        if (p->src[i]) {
+        if (p->src[i] && dst->storage->device.type != AX_DEVICE_CPU) { /* a module moved to a device */
+            ax_tensor *d = NULL;
+            st = ax_tensor_to_device(&d, p->src[i], dst->storage->device);
+            if (st == AX_OK) st = ax_tensor_copy_(dst, d);
+            ax_tensor_free(d);
+        } else if (p->src[i]) {
             st = ax_tensor_copy_(dst, p->src[i]);
         } else if (!p->satisfied[i] && p->sd.zero_if_missing[i]) {
             st = ax_tensor_fill_(dst, 0.0);
@@ -711,7 +776,17 @@ ax_status ax_module_save_safetensors(const ax_module *m, const char *path, size_
     if (!m || !path) return AX_ERROR(AX_ERR_INVALID, "ax_module_save_safetensors: %s is NULL", m ? "path" : "module");
     ax_named_tensors sd;
     if (ax_module_state_dict(m, &sd) != AX_OK) return ax_error_prefix("ax_module_save_safetensors");
-    ax_status st = ax_safetensors_save(path, sd.n, (const char *const *)sd.names, (const ax_tensor *const *)sd.tensors,
+    ax_status st = AX_OK;
+    /* a module on a device is written from CPU copies */
+    for (size_t i = 0; i < sd.n && st == AX_OK; i++) {
+        if (sd.tensors[i]->storage->device.type == AX_DEVICE_CPU) continue;
+        ax_tensor *h = NULL;
+        ax_no_grad_begin();
+        st = ax_tensor_to_device(&h, sd.tensors[i], AX_CPU);
+        ax_no_grad_end();
+        if (st == AX_OK) ax_tensor_free(sd.tensors[i]), sd.tensors[i] = h;
+    }
+    if (st == AX_OK) st = ax_safetensors_save(path, sd.n, (const char *const *)sd.names, (const ax_tensor *const *)sd.tensors,
                                        n_meta, meta_keys, meta_values);
     if (st != AX_OK) ax_error_prefix("ax_module_save_safetensors");
     ax_named_tensors_clear(&sd);

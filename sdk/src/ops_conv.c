@@ -3,6 +3,7 @@
  * backward kernels (dx, dw, db computed only where needed). */
 #include <string.h>
 
+#include "axon/amp.h"
 #include "axon/conv.h"
 #include "ops_internal.h"
 
@@ -132,17 +133,28 @@ static ax_status ax_conv_check(const char *fn, bool transposed, const ax_tensor 
     return AX_OK;
 }
 
-/* t as a contiguous f32 tensor the kernels can take (a new reference to t
- * itself when it already is one). Not recorded by autograd. */
-static ax_status ax_conv_stage(ax_tensor **out, const ax_tensor *t) {
+/* The dtype the kernels compute in: a half type when x and w share it and
+ * the backend has native half convolutions (cuDNN: f32 accumulation),
+ * else f32. */
+static ax_dtype ax_conv_compute_dtype(const ax_kernels *k, const ax_tensor *x, const ax_tensor *w) {
+    if (x->dtype != AX_DTYPE_F32 && x->dtype == w->dtype && ax_dtype_is_float(x->dtype) && k->supports(AX_KOP_CONV, x->dtype))
+        return x->dtype;
+    return AX_DTYPE_F32;
+}
+
+/* t as a contiguous tensor of dtype dt the kernels can take (a new
+ * reference to t itself when it already is one). Not recorded by autograd. */
+static ax_status ax_conv_stage_as(ax_tensor **out, const ax_tensor *t, ax_dtype dt) {
     *out = NULL;
     if (!t) return AX_OK;
-    if (t->dtype != AX_DTYPE_F32) return ax_cast_nograd(out, t, AX_DTYPE_F32); /* a fresh contiguous copy */
+    if (t->dtype != dt) return ax_cast_nograd(out, t, dt); /* a fresh contiguous copy */
     ax_no_grad_begin();
     ax_status st = ax_tensor_contiguous(out, t);
     ax_no_grad_end();
     return st;
 }
+
+static ax_status ax_conv_stage(ax_tensor **out, const ax_tensor *t) { return ax_conv_stage_as(out, t, AX_DTYPE_F32); }
 
 static void ax_conv_pack(ax_node *node, const ax_conv_params *p) {
     for (int d = 0; d < 3; d++) {
@@ -177,11 +189,12 @@ static ax_status ax_conv_backward_any(ax_node *node, const ax_tensor *g, ax_tens
     if (!k) return ax_error_status();
     ax_tensor *gc = NULL, *xc = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
     ax_device dev = g->storage->device;
-    ax_status st = ax_conv_stage(&gc, g);
-    if (st == AX_OK) st = ax_conv_stage(&xc, x);
-    if (st == AX_OK) st = ax_conv_stage(&wc, w);
-    if (st == AX_OK && need_x) st = ax_tensor_empty_on(&dx, 5, x->shape, AX_DTYPE_F32, dev);
-    if (st == AX_OK && need_w) st = ax_tensor_empty_on(&dw, 5, w->shape, AX_DTYPE_F32, dev);
+    ax_dtype cd = ax_conv_compute_dtype(k, x, w); /* dx, dw in it; db stays f32 */
+    ax_status st = ax_conv_stage_as(&gc, g, cd);
+    if (st == AX_OK) st = ax_conv_stage_as(&xc, x, cd);
+    if (st == AX_OK) st = ax_conv_stage_as(&wc, w, cd);
+    if (st == AX_OK && need_x) st = ax_tensor_empty_on(&dx, 5, x->shape, cd, dev);
+    if (st == AX_OK && need_w) st = ax_tensor_empty_on(&dw, 5, w->shape, cd, dev);
     if (st == AX_OK && need_w) st = ax_tensor_fill_(dw, 0.0);
     if (st == AX_OK && need_b) st = ax_tensor_empty_on(&db, 1, &gc->shape[1], AX_DTYPE_F32, dev);
     if (st == AX_OK && need_b) st = ax_tensor_fill_(db, 0.0);
@@ -222,16 +235,17 @@ static ax_status ax_conv_any(const char *fn, bool transposed, ax_tensor **y, con
     const ax_kernels *k = ax_op_kernels(x);
     if (!k) return ax_error_status();
     ax_tensor *xc = NULL, *wc = NULL, *bc = NULL, *o = NULL, *r = NULL;
-    ax_status st = ax_conv_stage(&xc, x);
-    if (st == AX_OK) st = ax_conv_stage(&wc, w);
+    ax_dtype cd = ax_conv_compute_dtype(k, x, w);
+    ax_status st = ax_conv_stage_as(&xc, x, cd);
+    if (st == AX_OK) st = ax_conv_stage_as(&wc, w, cd);
     if (st == AX_OK) st = ax_conv_stage(&bc, b);
-    if (st == AX_OK) st = ax_tensor_empty_on(&o, 5, yshape, AX_DTYPE_F32, x->storage->device);
+    if (st == AX_OK) st = ax_tensor_empty_on(&o, 5, yshape, cd, x->storage->device);
     if (st == AX_OK)
         st = transposed ? k->conv_transpose3d(o, xc, wc, bc, &p) : k->conv3d(o, xc, wc, bc, &p);
     ax_tensor_free(xc);
     ax_tensor_free(wc);
     ax_tensor_free(bc);
-    if (st == AX_OK && x->dtype != AX_DTYPE_F32) {
+    if (st == AX_OK && x->dtype != cd) {
         st = ax_cast_nograd(&r, o, x->dtype);
         ax_tensor_free(o);
     } else {
@@ -259,12 +273,31 @@ static ax_status ax_conv_any(const char *fn, bool transposed, ax_tensor **y, con
     return AX_OK;
 }
 
+/* Inside an autocast region (axon/amp.h) x, w and b are cast to the
+ * region's half dtype by recorded casts (the f32 master weights get f32
+ * gradients through them) and the output is half. */
+static ax_status ax_conv_autocast(const char *fn, bool transposed, ax_tensor **y, const ax_tensor *x,
+                                  const ax_tensor *w, const ax_tensor *b, const ax_conv_params *p) {
+    if (!x || !w || !ax_autocast_lowp_wanted(x->dtype == AX_DTYPE_F32 ? x : w, AX_KOP_CONV))
+        return ax_conv_any(fn, transposed, y, x, w, b, p);
+    ax_tensor *xl = NULL, *wl = NULL, *bl = NULL;
+    ax_status st = ax_autocast_lowp(&xl, x, AX_KOP_CONV);
+    if (st == AX_OK) st = ax_autocast_lowp(&wl, w, AX_KOP_CONV);
+    if (st == AX_OK) st = ax_autocast_lowp(&bl, b, AX_KOP_CONV);
+    if (st == AX_OK) st = ax_conv_any(fn, transposed, y, xl, wl, bl, p);
+    else if (y) *y = NULL;
+    ax_tensor_free(xl);
+    ax_tensor_free(wl);
+    ax_tensor_free(bl);
+    return st;
+}
+
 ax_status ax_conv3d(ax_tensor **y, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
                     const ax_conv_params *p) {
-    return ax_conv_any("ax_conv3d", false, y, x, w, b, p);
+    return ax_conv_autocast("ax_conv3d", false, y, x, w, b, p);
 }
 
 ax_status ax_conv_transpose3d(ax_tensor **y, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
                               const ax_conv_params *p) {
-    return ax_conv_any("ax_conv_transpose3d", true, y, x, w, b, p);
+    return ax_conv_autocast("ax_conv_transpose3d", true, y, x, w, b, p);
 }

@@ -332,7 +332,7 @@ ax_status ax_ge(ax_tensor **out, const ax_tensor *a, const ax_tensor *b) {
 static ax_status ax_where_backward(ax_node *node, const ax_tensor *g, ax_tensor **gin) {
     const ax_tensor *cond = node->saved[0];
     ax_tensor *zero;
-    if (ax_tensor_scalar(&zero, 0.0, g->dtype) != AX_OK) return ax_error_status();
+    if (ax_tensor_full_on(&zero, 0, NULL, g->dtype, 0.0, g->storage->device) != AX_OK) return ax_error_status();
     ax_status st = AX_OK;
     for (int i = 1; i < 3 && st == AX_OK; i++) {
         if (!ax_node_needs_grad(node, i)) continue;

@@ -1,6 +1,7 @@
 /* Matrix products with torch.matmul's broadcasting rules, and linear. */
 #include <string.h>
 
+#include "axon/amp.h"
 #include "ops_internal.h"
 
 /* Is t an [B, R, C] f32 tensor stored contiguously (0) or as the transpose
@@ -121,7 +122,24 @@ static ax_status ax_matmul_backward(ax_node *node, const ax_tensor *g, ax_tensor
     return st;
 }
 
+static ax_status ax_matmul_any(ax_tensor **out, const ax_tensor *a, const ax_tensor *b);
+
+/* Inside an autocast region (axon/amp.h) both operands are cast to the
+ * region's half dtype by recorded casts; the product is half. */
 ax_status ax_matmul(ax_tensor **out, const ax_tensor *a, const ax_tensor *b) {
+    *out = NULL;
+    if (!a || !b || !ax_autocast_lowp_wanted(a->dtype == AX_DTYPE_F32 ? a : b, AX_KOP_MATMUL))
+        return ax_matmul_any(out, a, b);
+    ax_tensor *al = NULL, *bl = NULL;
+    ax_status st = ax_autocast_lowp(&al, a, AX_KOP_MATMUL);
+    if (st == AX_OK) st = ax_autocast_lowp(&bl, b, AX_KOP_MATMUL);
+    if (st == AX_OK) st = ax_matmul_any(out, al, bl);
+    ax_tensor_free(al);
+    ax_tensor_free(bl);
+    return st;
+}
+
+static ax_status ax_matmul_any(ax_tensor **out, const ax_tensor *a, const ax_tensor *b) {
     const char *fn = "ax_matmul";
     char sa[160], sb[160];
     *out = NULL;
@@ -212,7 +230,12 @@ ax_status ax_linear(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight
     if (st == AX_OK) st = ax_matmul(&y, x, wt);
     ax_tensor_free(wt);
     if (st == AX_OK && bias) {
-        st = ax_add(out, y, bias);
+        /* autocast: the bias joins the product's half dtype (recorded cast) */
+        ax_tensor *bl = NULL;
+        st = y->dtype != bias->dtype && ax_autocast_dtype() == y->dtype ? ax_tensor_to_dtype(&bl, bias, y->dtype)
+                                                                         : (bl = ax_tensor_retain((ax_tensor *)bias), AX_OK);
+        if (st == AX_OK) st = ax_add(out, y, bl);
+        ax_tensor_free(bl);
         ax_tensor_free(y);
         return st;
     }

@@ -16,6 +16,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "axon/amp.h"
 #include "axon/norm.h"
 #include "ops_internal.h"
 
@@ -116,7 +117,9 @@ static ax_status ax_norm_op(const char *fn, ax_tensor **y, const ax_tensor *x, i
     if (st == AX_OK) st = ax_norm_stats_views(stats, &mean, &rstd);
     if (st == AX_OK) st = k->group_norm(yf, mean, rstd, cx, cw, cb, groups, eps);
     if (st == AX_OK && act) st = k->unary(AX_UNARY_LEAKY_RELU, yf, yf, (const double[]){slope, 0});
-    if (st == AX_OK) st = x->dtype == AX_DTYPE_F32 ? (r = ax_tensor_retain(yf), AX_OK) : ax_cast_nograd(&r, yf, x->dtype);
+    /* autocast (axon/amp.h): half inputs give f32 outputs, as PyTorch's fp32 ops */
+    bool keep_f32 = x->dtype == AX_DTYPE_F32 || ax_autocast_f32_wanted(x);
+    if (st == AX_OK) st = keep_f32 ? (r = ax_tensor_retain(yf), AX_OK) : ax_cast_nograd(&r, yf, x->dtype);
     const ax_tensor *inputs[3] = {x, w, b};
     if (st == AX_OK && ax_autograd_wanted(3, inputs)) {
         ax_node *node;
@@ -352,7 +355,8 @@ static ax_status ax_batch_norm_eval(ax_tensor **y, const ax_tensor *x, const ax_
     if (st == AX_OK) st = ax_mul(&xs, x, sc);
     if (st == AX_OK) st = ax_add(&yf, xs, sh);
     if (st == AX_OK)
-        st = yf->dtype == x->dtype ? (*y = ax_tensor_retain(yf), AX_OK) : ax_tensor_to_dtype(y, yf, x->dtype);
+        st = yf->dtype == x->dtype || ax_autocast_f32_wanted(x) ? (*y = ax_tensor_retain(yf), AX_OK)
+                                                                : ax_tensor_to_dtype(y, yf, x->dtype);
     ax_tensor *tmp[] = {ve, inv, scale, ms, shift, sc, sh, xs, yf};
     for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) ax_tensor_free(tmp[i]);
     return st;

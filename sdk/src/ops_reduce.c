@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "axon/amp.h"
 #include "ops_internal.h"
 
 ax_status ax_op_dims_mask(const char *fn, const ax_tensor *x, int n, const int *dims, uint32_t *mask) {
@@ -150,6 +151,13 @@ static ax_status ax_sum_mask(ax_tensor **out, const ax_tensor *x, uint32_t mask,
 ax_status ax_sum(ax_tensor **out, const ax_tensor *x, int n, const int *dims, bool keepdim) {
     uint32_t mask;
     *out = NULL;
+    if (x && ax_autocast_f32_wanted(x)) { /* autocast (axon/amp.h): sums run in f32 */
+        ax_tensor *xf = NULL;
+        ax_status st = ax_autocast_f32(&xf, x);
+        if (st == AX_OK) st = ax_sum(out, xf, n, dims, keepdim);
+        ax_tensor_free(xf);
+        return st;
+    }
     if (ax_op_dims_mask("ax_sum", x, n, dims, &mask) != AX_OK) return ax_error_status();
     return ax_sum_mask(out, x, mask, keepdim);
 }
@@ -243,13 +251,13 @@ ax_status ax_logsumexp(ax_tensor **out, const ax_tensor *x, int n, const int *di
         st = ax_abs(&ab, m);
         if (st == AX_OK) {
             ax_tensor *inf;
-            st = ax_tensor_scalar(&inf, INFINITY, AX_DTYPE_F32);
+            st = ax_tensor_full_on(&inf, 0, NULL, AX_DTYPE_F32, INFINITY, x->storage->device);
             if (st == AX_OK) st = ax_lt(&fin, ab, inf);
             ax_tensor_free(inf);
         }
         ax_tensor_free(ab);
     }
-    if (st == AX_OK) st = ax_tensor_scalar(&zero, 0.0, AX_DTYPE_F32);
+    if (st == AX_OK) st = ax_tensor_full_on(&zero, 0, NULL, AX_DTYPE_F32, 0.0, x->storage->device);
     if (st == AX_OK) st = ax_where(&mm, fin, m, zero);
     if (st == AX_OK) st = ax_sub(&d, x, mm);
     if (st == AX_OK) st = ax_exp(&e, d);
@@ -299,10 +307,16 @@ static ax_status ax_maxmin_backward(ax_node *node, const ax_tensor *g, ax_tensor
     for (int d = 0; d < nd; d++) ashape[d] = d == dim ? len : 1;
     ax_tensor *ar = NULL, *arv = NULL, *hot = NULL, *gk = NULL, *zero = NULL, *r = NULL;
     ax_status st = ax_tensor_arange(&ar, 0, (double)len, 1, AX_DTYPE_I64);
+    if (st == AX_OK && idx->storage->device.type != AX_DEVICE_CPU) {
+        ax_tensor *moved;
+        st = ax_tensor_to_device(&moved, ar, idx->storage->device);
+        ax_tensor_free(ar);
+        ar = st == AX_OK ? moved : NULL;
+    }
     if (st == AX_OK) st = ax_tensor_view(&arv, ar, nd, ashape);
     if (st == AX_OK) st = ax_eq(&hot, arv, idx);
     if (st == AX_OK) st = ax_tensor_reshape(&gk, g, idx->ndim, idx->shape);
-    if (st == AX_OK) st = ax_tensor_scalar(&zero, 0.0, g->dtype);
+    if (st == AX_OK) st = ax_tensor_full_on(&zero, 0, NULL, g->dtype, 0.0, g->storage->device);
     if (st == AX_OK) st = ax_where(&r, hot, gk, zero);
     ax_tensor *all[] = {ar, arv, hot, gk, zero};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ax_tensor_free(all[i]);
@@ -404,7 +418,7 @@ static ax_status ax_softmax_op(const char *fn, ax_tensor **out, const ax_tensor 
     ax_tensor_free(cx);
     ax_tensor *r = NULL;
     if (st == AX_OK) {
-        if (x->dtype == AX_DTYPE_F32) {
+        if (x->dtype == AX_DTYPE_F32 || ax_autocast_f32_wanted(x)) { /* autocast: f32 out */
             r = ax_tensor_retain(y);
         } else {
             st = ax_cast_nograd(&r, y, x->dtype);

@@ -7,23 +7,25 @@
  * vectorised kernels use fused multiply-adds (ax_fmadd). On an x86-64 CPU
  * with AVX2 the 20-step tests match PyTorch bit for bit. Every update is
  * elementwise over each parameter (blocks spread over threads), so it is
- * bit-identical for any thread count. */
+ * bit-identical for any thread count.
+ *
+ * The per-element loops are the kernel table's sgd_step / adamw_step /
+ * grad_norm (kernels/cpu/cpu_optim.c is the reference): this file computes
+ * the f32 coefficients and dispatches on the parameter's device, so a
+ * model on a GPU steps there without its data crossing to the host. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "axon/kernels.h"
 #include "axon/optim.h"
 #include "axon/safetensors.h"
 #include "ops_internal.h"
 
 /* Below this many elements a loop runs on one thread. */
 #define AX_OPTIM_PAR_MIN 32768
-/* Norms are summed per chunk of this many elements, chunks combined in
- * order: the grouping, hence the result, does not depend on the threads. */
-#define AX_NORM_CHUNK 16384
-#define AX_NORM_LANES 8
 
 #define AX_OPTIM_FORMAT "axon.optim/1"
 
@@ -87,9 +89,11 @@ static ax_status ax_optim_check_param(const char *fn, const ax_tensor *p, const 
     if (p->dtype != AX_DTYPE_F32)
         return AX_ERROR(AX_ERR_INVALID, "%s: parameter '%s' %s is %s; optimizers update f32 parameters only", fn, name,
                         s, ax_dtype_name(p->dtype) ? ax_dtype_name(p->dtype) : "of an unknown dtype");
-    if (p->storage->device.type != AX_DEVICE_CPU)
-        return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: parameter '%s' %s is not on the CPU; only CPU optimizers exist", fn,
-                        name, s);
+    const ax_kernels *k = ax_kernels_for(p->storage->device);
+    if (!k) return ax_error_prefix("%s: parameter '%s' %s", fn, name, s);
+    if (!AX_KERNELS_HAS(k, sgd_step) || !AX_KERNELS_HAS(k, adamw_step) || !AX_KERNELS_HAS(k, grad_norm))
+        return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: parameter '%s' %s lives on a device whose backend '%s' has no "
+                        "optimizer kernels (rebuild the backend against this libaxon)", fn, name, s, k->name);
     if (!ax_tensor_is_contiguous(p))
         return AX_ERROR(AX_ERR_INVALID, "%s: parameter '%s' %s is not contiguous", fn, name, s);
     return AX_OK;
@@ -199,8 +203,9 @@ ax_status ax_adamw_new(ax_optim **out, size_t n, ax_tensor *const *params, const
      * them from the start keeps step and load free of allocation. */
     for (size_t i = 0; i < n; i++) {
         ax_optim_slot *s = &o->slots[i];
-        if (ax_tensor_zeros(&s->m, s->p->ndim, s->p->shape, AX_DTYPE_F32) != AX_OK ||
-            ax_tensor_zeros(&s->v, s->p->ndim, s->p->shape, AX_DTYPE_F32) != AX_OK) {
+        ax_device dev = s->p->storage->device;
+        if (ax_tensor_full_on(&s->m, s->p->ndim, s->p->shape, AX_DTYPE_F32, 0.0, dev) != AX_OK ||
+            ax_tensor_full_on(&s->v, s->p->ndim, s->p->shape, AX_DTYPE_F32, 0.0, dev) != AX_OK) {
             ax_optim_free(o);
             return ax_error_prefix("%s", fn);
         }
@@ -250,117 +255,31 @@ void ax_optim_zero_grad(ax_optim *o) {
 
 /* ---- the updates ------------------------------------------------------------------ */
 
-/* a * b + c rounded once, like the fused multiply-adds of PyTorch's
- * vectorised CPU kernels (add with alpha, lerp): the product of two floats
- * is exact in double, so only the sum rounds (twice, to double then float;
- * that differs from a true fma only when the double lands exactly on a
- * float rounding tie, which is very rare). Plain C, so it also vectorises
- * where hardware fma is not enabled. */
-static inline float ax_fmadd(float a, float b, float c) { return (float)((double)a * (double)b + (double)c); }
-
-/* Updates run over blocks of this many elements (L1-resident, so the
- * SGD's few passes over a block cost little), blocks spread over threads. */
-#define AX_OPTIM_BLOCK 2048
-
-typedef struct ax_sgd_coef {
-    bool has_wd, has_mom, first, nesterov;
-    float wd, mom, keep, neg_lr;
-} ax_sgd_coef;
-
-/* torch's _single_tensor_sgd on elements [0, n) (n <= AX_OPTIM_BLOCK), as
- * branch-free loops that vectorise; each line is one torch op. */
-static void ax_sgd_block(const ax_sgd_coef *c, float *p, float *buf, const float *g, int64_t n) {
-    const float wd = c->wd, mom = c->mom, keep = c->keep, neg_lr = c->neg_lr; /* not reloaded per element */
-    float d[AX_OPTIM_BLOCK];
-    const float *gd = g;
-    if (c->has_wd) { /* grad = grad.add(param, alpha=wd) */
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) d[i] = ax_fmadd(p[i], wd, g[i]);
-        gd = d;
-    }
-    if (c->has_mom) {
-        if (c->first) { /* buf = grad.clone() */
-            memcpy(buf, gd, (size_t)n * sizeof *buf);
-        } else { /* buf.mul_(momentum).add_(grad, alpha=1 - dampening) */
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++) buf[i] = ax_fmadd(gd[i], keep, buf[i] * mom);
-        }
-        if (c->nesterov) { /* grad = grad.add(buf, alpha=momentum) */
-#pragma omp simd
-            for (int64_t i = 0; i < n; i++) d[i] = ax_fmadd(buf[i], mom, gd[i]);
-            gd = d;
-        } else {
-            gd = buf;
-        }
-    }
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) p[i] = ax_fmadd(gd[i], neg_lr, p[i]); /* param.add_(grad, alpha=-lr) */
-}
-
-static void ax_sgd_update(const ax_optim *o, float *p, float *buf, const float *g, int64_t n, bool first) {
-    const ax_sgd_coef c = {.has_wd = o->weight_decay != 0,
-                           .has_mom = o->momentum != 0,
-                           .first = first,
-                           .nesterov = o->nesterov,
-                           .wd = (float)o->weight_decay,
-                           .mom = (float)o->momentum,
-                           .keep = (float)(1.0 - o->dampening),
-                           .neg_lr = (float)-o->lr};
-    int64_t nb = (n + AX_OPTIM_BLOCK - 1) / AX_OPTIM_BLOCK;
-#pragma omp parallel for if (n >= AX_OPTIM_PAR_MIN) schedule(static)
-    for (int64_t b = 0; b < nb; b++) {
-        int64_t lo = b * AX_OPTIM_BLOCK, len = n - lo < AX_OPTIM_BLOCK ? n - lo : AX_OPTIM_BLOCK;
-        ax_sgd_block(&c, p + lo, buf ? buf + lo : NULL, g + lo, len);
-    }
-}
-
-typedef struct ax_adamw_coef {
-    float decay, w, b2, one_b2, neg_step, bc2_sqrt, eps;
-} ax_adamw_coef;
-
-/* One element of torch's _single_tensor_adam, each line one torch op.
- * decay is exactly 1 without weight decay, so p * decay is then p. */
-static inline void ax_adamw_elem(const ax_adamw_coef *c, bool w_small, float *p, float *m, float *v, float g) {
-    float pi = *p * c->decay; /* param.mul_(1 - lr * weight_decay) */
-    float mi = *m;            /* exp_avg.lerp_(grad, 1 - beta1) */
-    mi = w_small ? ax_fmadd(c->w, g - mi, mi) : ax_fmadd(c->w - 1.0f, g - mi, g);
-    float vi = *v * c->b2 + c->one_b2 * g * g;      /* exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2) */
-    float denom = sqrtf(vi) / c->bc2_sqrt + c->eps; /* (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps) */
-    *m = mi;
-    *v = vi;
-    *p = pi + c->neg_step * mi / denom; /* param.addcdiv_(exp_avg, denom, value=-step_size) */
-}
-
-static void ax_adamw_block(const ax_adamw_coef *coef, bool w_small, float *p, float *m, float *v, const float *g,
-                           int64_t n) {
-    const ax_adamw_coef cc = *coef, *c = &cc; /* a local copy: not reloaded per element */
-    /* Left scalar: sqrtf may set errno, which keeps compilers from
-     * vectorising the loop (short of -fno-math-errno). */
-    if (w_small) /* the usual case (beta1 > 0.5) */
-        for (int64_t i = 0; i < n; i++) ax_adamw_elem(c, true, p + i, m + i, v + i, g[i]);
-    else
-        for (int64_t i = 0; i < n; i++) ax_adamw_elem(c, false, p + i, m + i, v + i, g[i]);
+/* torch's _single_tensor_sgd coefficients, rounded to f32 where PyTorch
+ * hands a Python float to an f32 tensor op. */
+static ax_sgd_step_params ax_sgd_params(const ax_optim *o, bool first) {
+    return (ax_sgd_step_params){.has_wd = o->weight_decay != 0,
+                                .has_mom = o->momentum != 0,
+                                .first = first,
+                                .nesterov = o->nesterov,
+                                .wd = (float)o->weight_decay,
+                                .mom = (float)o->momentum,
+                                .keep = (float)(1.0 - o->dampening),
+                                .neg_lr = (float)-o->lr};
 }
 
 /* torch's _single_tensor_adam (decoupled weight decay) for one parameter
  * at its step t (1-based). Scalars are computed in double and rounded to
  * f32 where PyTorch hands a Python float to an f32 tensor op. */
-static void ax_adamw_update(const ax_optim *o, float *p, float *m, float *v, const float *g, int64_t n, int64_t t) {
+static ax_adamw_step_params ax_adamw_params(const ax_optim *o, int64_t t) {
     const double bc1 = 1.0 - pow(o->beta1, (double)t), bc2 = 1.0 - pow(o->beta2, (double)t);
-    const ax_adamw_coef c = {.decay = o->weight_decay != 0 ? (float)(1.0 - o->lr * o->weight_decay) : 1.0f,
-                             .w = (float)(1.0 - o->beta1),
-                             .b2 = (float)o->beta2,
-                             .one_b2 = (float)(1.0 - o->beta2),
-                             .neg_step = (float)-(o->lr / bc1),
-                             .bc2_sqrt = (float)sqrt(bc2),
-                             .eps = (float)o->eps};
-    const bool w_small = fabsf(c.w) < 0.5f; /* lerp's two formulas */
-    int64_t nb = (n + AX_OPTIM_BLOCK - 1) / AX_OPTIM_BLOCK;
-#pragma omp parallel for if (n >= AX_OPTIM_PAR_MIN) schedule(static)
-    for (int64_t b = 0; b < nb; b++) {
-        int64_t lo = b * AX_OPTIM_BLOCK, len = n - lo < AX_OPTIM_BLOCK ? n - lo : AX_OPTIM_BLOCK;
-        ax_adamw_block(&c, w_small, p + lo, m + lo, v + lo, g + lo, len);
-    }
+    return (ax_adamw_step_params){.decay = o->weight_decay != 0 ? (float)(1.0 - o->lr * o->weight_decay) : 1.0f,
+                                  .w = (float)(1.0 - o->beta1),
+                                  .b2 = (float)o->beta2,
+                                  .one_b2 = (float)(1.0 - o->beta2),
+                                  .neg_step = (float)-(o->lr / bc1),
+                                  .bc2_sqrt = (float)sqrt(bc2),
+                                  .eps = (float)o->eps};
 }
 
 /* f32 contiguous grad of slot s into *g (NULL when it has none), checked. */
@@ -394,21 +313,28 @@ ax_status ax_optim_step(ax_optim *o) {
         ax_optim_slot *s = &o->slots[i];
         st = ax_optim_grad(s, &gs[i]);
         if (st == AX_OK && gs[i] && o->kind == AX_OPTIM_SGD && o->momentum != 0 && !s->m)
-            st = ax_tensor_empty(&s->m, s->p->ndim, s->p->shape, AX_DTYPE_F32);
+            st = ax_tensor_empty_on(&s->m, s->p->ndim, s->p->shape, AX_DTYPE_F32, s->p->storage->device);
     }
-    if (st == AX_OK) {
-        for (size_t i = 0; i < o->n; i++) {
-            ax_optim_slot *s = &o->slots[i];
-            if (!gs[i]) continue;
-            int64_t n = ax_tensor_numel(s->p);
-            if (o->kind == AX_OPTIM_SGD)
-                ax_sgd_update(o, ax_f32(s->p), s->m ? ax_f32(s->m) : NULL, ax_f32(gs[i]), n, s->step == 0);
-            else
-                ax_adamw_update(o, ax_f32(s->p), ax_f32(s->m), ax_f32(s->v), ax_f32(gs[i]), n, s->step + 1);
-            s->step++;
+    /* The kernels only fail on operands the checks above rule out. */
+    for (size_t i = 0; i < o->n && st == AX_OK; i++) {
+        ax_optim_slot *s = &o->slots[i];
+        if (!gs[i]) continue;
+        const ax_kernels *k = ax_kernels_for(s->p->storage->device);
+        if (!k) {
+            st = ax_error_status();
+            break;
         }
-        o->steps++;
+        if (o->kind == AX_OPTIM_SGD) {
+            ax_sgd_step_params c = ax_sgd_params(o, s->step == 0);
+            st = k->sgd_step(s->p, c.has_mom ? s->m : NULL, gs[i], &c);
+        } else {
+            ax_adamw_step_params c = ax_adamw_params(o, s->step + 1);
+            st = k->adamw_step(s->p, s->m, s->v, gs[i], &c);
+        }
+        if (st != AX_OK) ax_error_prefix("ax_optim_step: parameter '%s'", s->name);
+        else s->step++;
     }
+    if (st == AX_OK) o->steps++;
     ax_no_grad_end();
     for (size_t i = 0; i < o->n; i++) ax_tensor_free(gs[i]);
     free(gs);
@@ -416,60 +342,6 @@ ax_status ax_optim_step(ax_optim *o) {
 }
 
 /* ---- gradient clipping ---------------------------------------------------------- */
-
-/* Sum over x[0..n) of |x|^p (p = 1, 2 or general), or max |x| (p = inf),
- * in double with AX_NORM_LANES interleaved accumulators combined in a
- * fixed order. NaN propagates. */
-static double ax_norm_chunk(const float *x, int64_t n, double p) {
-    double acc[AX_NORM_LANES] = {0};
-    int64_t i = 0;
-    if (isinf(p)) {
-        bool nan = false;
-        for (; i < n; i++) {
-            double a = fabs((double)x[i]);
-            if (a != a)
-                nan = true;
-            else if (a > acc[0])
-                acc[0] = a;
-        }
-        return nan ? NAN : acc[0];
-    }
-    if (p == 2) {
-        for (; i + AX_NORM_LANES <= n; i += AX_NORM_LANES)
-            for (int l = 0; l < AX_NORM_LANES; l++) acc[l] += (double)x[i + l] * (double)x[i + l];
-        for (; i < n; i++) acc[0] += (double)x[i] * (double)x[i];
-    } else if (p == 1) {
-        for (; i + AX_NORM_LANES <= n; i += AX_NORM_LANES)
-            for (int l = 0; l < AX_NORM_LANES; l++) acc[l] += fabs((double)x[i + l]);
-        for (; i < n; i++) acc[0] += fabs((double)x[i]);
-    } else {
-        for (; i < n; i++) acc[0] += pow(fabs((double)x[i]), p);
-    }
-    double s = 0;
-    for (int l = 0; l < AX_NORM_LANES; l++) s += acc[l];
-    return s;
-}
-
-/* Accumulate one tensor into *acc (sum of |x|^p, or the max for inf). */
-static ax_status ax_norm_accumulate(double *acc, const float *x, int64_t n, double p) {
-    int64_t nchunks = (n + AX_NORM_CHUNK - 1) / AX_NORM_CHUNK;
-    if (nchunks == 0) return AX_OK;
-    double *part = malloc((size_t)nchunks * sizeof *part);
-    if (!part) return AX_ERROR(AX_ERR_NOMEM, "ax_clip_grad_norm: out of memory");
-#pragma omp parallel for if (n >= AX_OPTIM_PAR_MIN) schedule(static)
-    for (int64_t c = 0; c < nchunks; c++) {
-        int64_t lo = c * AX_NORM_CHUNK, len = n - lo < AX_NORM_CHUNK ? n - lo : AX_NORM_CHUNK;
-        part[c] = ax_norm_chunk(x + lo, len, p);
-    }
-    for (int64_t c = 0; c < nchunks; c++) {
-        if (isinf(p))
-            *acc = (part[c] != part[c] || *acc != *acc) ? NAN : (part[c] > *acc ? part[c] : *acc);
-        else
-            *acc += part[c];
-    }
-    free(part);
-    return AX_OK;
-}
 
 static void ax_scale_f32(float *x, int64_t n, float c) {
 #pragma omp parallel for if (n >= AX_OPTIM_PAR_MIN) schedule(static)
@@ -491,11 +363,19 @@ ax_status ax_clip_grad_norm(double *total_norm, size_t n, ax_tensor *const *para
         if (!ax_dtype_is_float(g->dtype))
             return AX_ERROR(AX_ERR_INVALID, "%s: grad of params[%zu] is %s, not a floating dtype", fn, i,
                             ax_dtype_name(g->dtype) ? ax_dtype_name(g->dtype) : "of an unknown dtype");
-        if (g->storage->device.type != AX_DEVICE_CPU)
-            return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: grad of params[%zu] is not on the CPU", fn, i);
+        const ax_kernels *k = ax_kernels_for(g->storage->device);
+        if (!k) return ax_error_prefix("%s: grad of params[%zu]", fn, i);
+        if (!AX_KERNELS_HAS(k, grad_norm))
+            return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: grad of params[%zu] is on a device whose backend '%s' has no "
+                            "grad_norm kernel", fn, i, k->name);
     }
     ax_tensor **gs = calloc(n ? n : 1, sizeof *gs);
-    if (!gs) return AX_ERROR(AX_ERR_NOMEM, "%s: out of memory", fn);
+    const ax_tensor **run = calloc(n ? n : 1, sizeof *run);
+    if (!gs || !run) {
+        free(gs);
+        free(run);
+        return AX_ERROR(AX_ERR_NOMEM, "%s: out of memory", fn);
+    }
     ax_status st = AX_OK;
     double acc = 0;
     bool any = false;
@@ -504,7 +384,26 @@ ax_status ax_clip_grad_norm(double *total_norm, size_t n, ax_tensor *const *para
         if (!params[i]->grad) continue;
         any = true;
         st = ax_f32_contiguous(&gs[i], params[i]->grad);
-        if (st == AX_OK) st = ax_norm_accumulate(&acc, ax_f32(gs[i]), ax_tensor_numel(gs[i]), norm_type);
+    }
+    /* One grad_norm call per run of grads on one device, partial sums
+     * combined in order (the max for inf): the device is waited for once
+     * per device, not per parameter. */
+    for (size_t i = 0; i < n && st == AX_OK && any;) {
+        if (!gs[i]) {
+            i++;
+            continue;
+        }
+        ax_device dev = gs[i]->storage->device;
+        size_t j = i, nr = 0;
+        while (j < n &&
+               (!gs[j] || (gs[j]->storage->device.type == dev.type && gs[j]->storage->device.index == dev.index))) {
+            if (gs[j]) run[nr++] = gs[j];
+            j++;
+        }
+        const ax_kernels *k = ax_kernels_for(dev);
+        st = k ? k->grad_norm(&acc, nr, run, norm_type) : ax_error_status();
+        if (st != AX_OK) ax_error_prefix("%s", fn);
+        i = j;
     }
     if (st == AX_OK && any) {
         double total = isinf(norm_type) ? acc
@@ -518,7 +417,14 @@ ax_status ax_clip_grad_norm(double *total_norm, size_t n, ax_tensor *const *para
         if (ax_finite(total) && coef < 1.0f) {
             for (size_t i = 0; i < n && st == AX_OK; i++) {
                 if (!gs[i]) continue;
-                ax_scale_f32(ax_f32(gs[i]), ax_tensor_numel(gs[i]), coef);
+                if (gs[i]->storage->device.type == AX_DEVICE_CPU) {
+                    ax_scale_f32(ax_f32(gs[i]), ax_tensor_numel(gs[i]), coef);
+                } else { /* coef * x + -0 is x * c exactly, signed zeros included */
+                    const ax_kernels *k = ax_kernels_for(gs[i]->storage->device);
+                    const double p[2] = {coef, -0.0};
+                    st = k ? k->unary(AX_UNARY_AFFINE, gs[i], gs[i], p) : ax_error_status();
+                    if (st != AX_OK) break;
+                }
                 if (gs[i] != params[i]->grad) st = ax_tensor_copy_(params[i]->grad, gs[i]);
             }
         }
@@ -526,6 +432,7 @@ ax_status ax_clip_grad_norm(double *total_norm, size_t n, ax_tensor *const *para
     ax_no_grad_end();
     for (size_t i = 0; i < n; i++) ax_tensor_free(gs[i]);
     free(gs);
+    free(run);
     return st;
 }
 
@@ -674,7 +581,8 @@ ax_status ax_optim_state_save(const ax_optim *o, const char *path) {
     char **names = calloc(cap ? cap : 1, sizeof *names);
     const ax_tensor **ts = calloc(cap ? cap : 1, sizeof *ts);
     ax_tensor **steps = calloc(o->n ? o->n : 1, sizeof *steps);
-    ax_status st = (names && ts && steps) ? AX_OK : AX_ERROR(AX_ERR_NOMEM, "%s: out of memory", fn);
+    ax_tensor **host = calloc(cap ? cap : 1, sizeof *host); /* CPU copies of device buffers */
+    ax_status st = (names && ts && steps && host) ? AX_OK : AX_ERROR(AX_ERR_NOMEM, "%s: out of memory", fn);
     for (size_t i = 0; i < o->n && st == AX_OK; i++) {
         const ax_optim_slot *s = &o->slots[i];
         st = ax_tensor_scalar(&steps[i], (double)s->step, AX_DTYPE_I64);
@@ -690,8 +598,11 @@ ax_status ax_optim_state_save(const ax_optim *o, const char *path) {
             ts[nt++] = s->v;
         }
     }
-    for (size_t j = 0; j < nt && st == AX_OK; j++)
+    for (size_t j = 0; j < nt && st == AX_OK; j++) {
         if (!names[j]) st = AX_ERROR(AX_ERR_NOMEM, "%s: out of memory", fn);
+        else if (ts[j]->storage->device.type != AX_DEVICE_CPU && (st = ax_tensor_to_device(&host[j], ts[j], AX_CPU)) == AX_OK)
+            ts[j] = host[j];
+    }
     if (st == AX_OK) {
         ax_optim_hyper h[8];
         size_t nh = ax_optim_hypers(o, h);
@@ -713,6 +624,8 @@ ax_status ax_optim_state_save(const ax_optim *o, const char *path) {
     }
     for (size_t j = 0; names && j < nt; j++) free(names[j]);
     for (size_t i = 0; steps && i < o->n; i++) ax_tensor_free(steps[i]);
+    for (size_t j = 0; host && j < nt; j++) ax_tensor_free(host[j]);
+    free(host);
     free(names);
     free(ts);
     free(steps);
@@ -868,16 +781,30 @@ ax_status ax_optim_state_load(ax_optim *o, const char *path) {
     ax_status st = ax_safetensors_open(&f, path);
     if (st != AX_OK) ax_error_prefix("ax_optim_state_load");
     if (st == AX_OK) st = ax_state_read(o, f, path, steps, ms, vs, &total, &lr);
-    /* SGD buffers a parameter did not have yet: allocate before committing. */
-    for (size_t i = 0; i < o->n && st == AX_OK; i++)
-        if (ms[i] && !o->slots[i].m)
+    /* SGD buffers a parameter did not have yet: allocate before committing;
+     * buffers of device parameters go to their device now (replaced whole
+     * at the commit). */
+    for (size_t i = 0; i < o->n && st == AX_OK; i++) {
+        ax_device dev = o->slots[i].p->storage->device;
+        if (dev.type != AX_DEVICE_CPU) {
+            ax_tensor *d = NULL;
+            if (ms[i] && (st = ax_tensor_to_device(&d, ms[i], dev)) == AX_OK) ax_tensor_free(ms[i]), ms[i] = d;
+            if (st == AX_OK && vs[i] && (st = ax_tensor_to_device(&d, vs[i], dev)) == AX_OK)
+                ax_tensor_free(vs[i]), vs[i] = d;
+        } else if (ms[i] && !o->slots[i].m) {
             st = ax_tensor_empty(&fresh[i], o->slots[i].p->ndim, o->slots[i].p->shape, AX_DTYPE_F32);
+        }
+    }
     if (st == AX_OK) {
         for (size_t i = 0; i < o->n; i++) {
             ax_optim_slot *s = &o->slots[i];
             if (fresh[i]) {
                 s->m = fresh[i];
                 fresh[i] = NULL;
+            }
+            if (s->p->storage->device.type != AX_DEVICE_CPU) {
+                if (ms[i]) ax_tensor_free(s->m), s->m = ms[i], ms[i] = NULL;
+                if (vs[i]) ax_tensor_free(s->v), s->v = vs[i], vs[i] = NULL;
             }
             if (ms[i]) memcpy(ax_tensor_data(s->m), ax_tensor_data(ms[i]), ax_tensor_nbytes(ms[i]));
             if (vs[i]) memcpy(ax_tensor_data(s->v), ax_tensor_data(vs[i]), ax_tensor_nbytes(vs[i]));

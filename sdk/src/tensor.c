@@ -164,7 +164,12 @@ ax_status ax_tensor_empty(ax_tensor **out, int ndim, const int64_t *shape, ax_dt
 }
 
 ax_status ax_tensor_full(ax_tensor **out, int ndim, const int64_t *shape, ax_dtype dtype, double value) {
-    if (ax_tensor_empty(out, ndim, shape, dtype) != AX_OK) return ax_error_status();
+    return ax_tensor_full_on(out, ndim, shape, dtype, value, AX_CPU);
+}
+
+ax_status ax_tensor_full_on(ax_tensor **out, int ndim, const int64_t *shape, ax_dtype dtype, double value,
+                            ax_device device) {
+    if (ax_tensor_empty_on(out, ndim, shape, dtype, device) != AX_OK) return ax_error_status();
     ax_status st = ax_tensor_fill_(*out, value);
     if (st != AX_OK) {
         ax_tensor_free(*out);
@@ -434,14 +439,91 @@ ax_status ax_tensor_contiguous(ax_tensor **out, const ax_tensor *t) {
     return ax_tensor_to_dtype(out, t, t->dtype);
 }
 
+ax_status ax_device_parse(const char *text, ax_device *out) {
+    if (text && strcmp(text, "cpu") == 0) {
+        *out = AX_CPU;
+        return AX_OK;
+    }
+    if (text && strncmp(text, "cuda", 4) == 0) {
+        long index = 0;
+        char *end = (char *)text + 4;
+        if (*end == ':') {
+            index = strtol(end + 1, &end, 10);
+            if (end == text + 5) end = (char *)text; /* no digits */
+        }
+        if (*end == '\0' && index >= 0 && index < 1024) {
+            *out = (ax_device){AX_DEVICE_CUDA, (int32_t)index};
+            return AX_OK;
+        }
+    }
+    return AX_ERROR(AX_ERR_INVALID, "'%s' is not a device (cpu, cuda, cuda:N)", text ? text : "(null)");
+}
+
+ax_status ax_device_default(ax_device *out) {
+    const char *env = getenv("AXON_DEVICE");
+    *out = AX_CPU;
+    if (!env || !*env) return AX_OK;
+    if (ax_device_parse(env, out) != AX_OK)
+        return AX_ERROR(AX_ERR_INVALID, "AXON_DEVICE=%s is not a device (cpu, cuda, cuda:N)", env);
+    return AX_OK;
+}
+
+/* The gradient of a device move is the gradient moved back. */
+static ax_status ax_to_device_backward(ax_node *node, const ax_tensor *g, ax_tensor **gin) {
+    ax_device from = {(ax_device_type)node->i[0], (int32_t)node->i[1]};
+    return ax_tensor_to_device(&gin[0], g, from);
+}
+
+/* One hop between the CPU and another device, through that device's
+ * backend (it knows both memories). */
+static ax_status ax_tensor_transfer(ax_tensor **out, const ax_tensor *t, ax_device device) {
+    ax_device other = device.type == AX_DEVICE_CPU ? t->storage->device : device;
+    const ax_kernels *k = ax_kernels_for(other);
+    if (!k) return ax_error_status();
+    if (k->size < offsetof(ax_kernels, transfer) + sizeof k->transfer || !k->transfer)
+        return AX_ERROR(AX_ERR_UNSUPPORTED, "ax_tensor_to_device: backend '%s' cannot copy to or from the CPU", k->name);
+    ax_tensor *src;
+    ax_no_grad_begin();
+    ax_status st = ax_tensor_contiguous(&src, t);
+    ax_no_grad_end();
+    if (st != AX_OK) return st;
+    st = ax_tensor_empty_on(out, t->ndim, t->shape, t->dtype, device);
+    if (st == AX_OK) st = k->transfer(*out, src);
+    ax_tensor_free(src);
+    if (st != AX_OK) {
+        ax_tensor_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 ax_status ax_tensor_to_device(ax_tensor **out, const ax_tensor *t, ax_device device) {
     *out = NULL;
     if (device.type == t->storage->device.type && device.index == t->storage->device.index)
         return ax_tensor_contiguous(out, t);
-    /* Cross-device copies go through the non-CPU side's backend, which
-     * knows both memories. */
-    return AX_ERROR(AX_ERR_UNSUPPORTED, "ax_tensor_to_device: no backend loaded for device type %d",
-                    (int)(device.type == AX_DEVICE_CPU ? t->storage->device.type : device.type));
+    ax_status st;
+    if (device.type != AX_DEVICE_CPU && t->storage->device.type != AX_DEVICE_CPU) {
+        ax_tensor *h; /* device to device: through the host */
+        st = ax_tensor_transfer(&h, t, AX_CPU);
+        if (st == AX_OK) st = ax_tensor_transfer(out, h, device);
+        ax_tensor_free(h);
+    } else {
+        st = ax_tensor_transfer(out, t, device);
+    }
+    if (st == AX_OK && ax_dtype_is_float(t->dtype) && ax_autograd_wanted(1, &t)) {
+        ax_node *node;
+        st = ax_node_new(&node, "to_device", ax_to_device_backward, 1, &t);
+        if (st == AX_OK) {
+            node->i[0] = t->storage->device.type;
+            node->i[1] = t->storage->device.index;
+            ax_node_attach(*out, node);
+        }
+        if (st != AX_OK) {
+            ax_tensor_free(*out);
+            *out = NULL;
+        }
+    }
+    return st;
 }
 
 /* ---- printing ------------------------------------------------------------- */

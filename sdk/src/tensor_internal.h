@@ -13,6 +13,9 @@ ax_tensor *ax_tensor_new_view(ax_storage *storage, ax_dtype dtype, int ndim, con
                               const int64_t *stride, int64_t offset);
 void ax_tensor_set_contiguous_strides(ax_tensor *t);
 ax_status ax_tensor_empty_on(ax_tensor **out, int ndim, const int64_t *shape, ax_dtype dtype, ax_device device);
+/* Filled with value on device (through the device's fill kernel: no copy). */
+ax_status ax_tensor_full_on(ax_tensor **out, int ndim, const int64_t *shape, ax_dtype dtype, double value,
+                            ax_device device);
 
 double ax_load_elem(const void *base, ax_dtype dtype, int64_t off);
 void ax_store_elem(void *base, ax_dtype dtype, int64_t off, double v);

@@ -43,7 +43,8 @@ static ax_status ax_permute_backward(ax_node *node, const ax_tensor *g, ax_tenso
 /* narrow/slice: scatter the gradient into zeros of the input's shape. */
 static ax_status ax_slice_backward(ax_node *node, const ax_tensor *g, ax_tensor **gin) {
     ax_tensor *z, *v;
-    if (ax_tensor_zeros(&z, node->in_ndim[0], node->in_shape[0], g->dtype) != AX_OK) return ax_error_status();
+    if (ax_tensor_full_on(&z, node->in_ndim[0], node->in_shape[0], g->dtype, 0.0, g->storage->device) != AX_OK)
+        return ax_error_status();
     int dim = (int)node->i[0];
     if (ax_tensor_slice(&v, z, dim, node->i[1], node->i[2], node->i[3]) != AX_OK) {
         ax_tensor_free(z);

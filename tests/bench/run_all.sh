@@ -23,7 +23,7 @@ options:
   --threads N      threads for both libraries (default 2)
   --rounds R       runs per side and benchmark (default 3)
   --unet-steps K   timed U-Net training steps per run (default 10)
-  --only LIST      comma-separated subset of: conv,convT,matmul,norm,unet
+  --only LIST      comma-separated subset of: conv,convT,matmul,norm,unet,nifti
   --torch-env ASSIGNMENTS
                    space-separated VAR=VALUE settings for the torch runs only,
                    e.g. "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" (glibc >= 2.35:
@@ -40,7 +40,7 @@ exit status: 0 all ran, 1 some benchmark failed, 2 usage error or no build.
 EOF
 }
 
-threads=2 rounds=3 unet_steps=10 only="conv,convT,matmul,norm,unet" build=build logs="" torch_env=""
+threads=2 rounds=3 unet_steps=10 only="conv,convT,matmul,norm,unet,nifti" build=build logs="" torch_env=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads=${2:-}; shift 2 || { usage >&2; exit 2; } ;;
@@ -149,6 +149,7 @@ time_rss() {
 #   matmul: "median X ms, ... peak RSS Z MiB"
 #   norm:   bench_norm's fused / F.instance_norm + leaky_relu_ line, "fwd+bwd X ms"
 #           (a best-of); RSS from GNU time
+#   nifti:  "threads: median X ms, ... peak RSS Z MiB" (bench_nifti vs nibabel + numpy)
 #   unet:   the "N steps: median X ms, ... peak RSS Z MiB (before training W MiB)"
 #           line (the warm-up line before it has a peak RSS too)
 parse() {
@@ -157,6 +158,8 @@ parse() {
         conv) ms=$(awk '$1 == "total" && $2 == "median" { print $3; exit }' "$out") ;;
         matmul) ms=$(sed -n 's/.*median \([0-9.]*\) ms.*/\1/p' "$out" | head -n 1)
                 peak=$(sed -n 's/.*peak RSS \([0-9]*\) MiB.*/\1/p' "$out" | head -n 1) ;;
+        nifti) ms=$(sed -n 's/.*threads: median \([0-9.]*\) ms.*/\1/p' "$out" | head -n 1)
+               peak=$(sed -n 's/.*peak RSS \([0-9]*\) MiB.*/\1/p' "$out" | head -n 1) ;;
         norm) ms=$(grep -E 'fused ax_instance_norm_leaky_relu|F\.instance_norm \+ leaky_relu_' "$out" |
                    sed -n 's/.*fwd+bwd *\([0-9.]*\) ms.*/\1/p' | head -n 1) ;;
         unet) local line
@@ -222,6 +225,7 @@ bench conv "conv3d fwd+bwd (N=2, 32->32, 64^3, k3, p1)" bench_conv conv "$thread
 bench convT "conv_transpose3d fwd+bwd k2 s2 (N=2, 32->32, 32^3 -> 64^3)" bench_conv conv "$threads" 2 32 64 5 1
 bench matmul "matmul 4096^2 (fwd)" bench_matmul matmul "$threads" 4096 5
 bench norm "instance_norm+leaky_relu fwd+bwd 2x32x64^3 (best of 10)" bench_norm norm "$threads" 10
+bench nifti "NIfTI read + RAS + z-score, ch2better.nii.gz (vs nibabel + numpy)" bench_nifti nifti "$threads" 10
 bench unet "U-Net training step, 2x1x64^3 (median of $unet_steps steps)" bench_unet unet "$threads" 2 64 "$unet_steps"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 

@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,14 +28,6 @@
 #endif
 #define FIXTURE(name) AX_TEST_FIXTURES "/nn/" name
 
-#define assert_ok(expr)                                                                            \
-    do {                                                                                           \
-        if ((expr) != AX_OK) {                                                                     \
-            print_error("%s failed: %s\n", #expr, ax_error_message());                             \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* expr fails with status `code` and a message containing `want`. */
 #define assert_fails(expr, code, want)                                                             \
     do {                                                                                           \
@@ -45,12 +39,9 @@
         }                                                                                          \
     } while (0)
 
-static char tmpdir[64];
-
 static int setup_tmp(void **state) {
     (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/axon_nn_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return ax_test_mkdtemp() ? 0 : -1;
 }
 
 static int teardown_tmp(void **state) {
@@ -58,14 +49,6 @@ static int teardown_tmp(void **state) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][256];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", tmpdir, name);
-    return p;
 }
 
 /* ==== builders ============================================================ */
@@ -704,7 +687,7 @@ static void test_strict_load_errors(void **state) {
     double w0 = first_weight(m);
     ax_load_report rep = {0};
 
-    const char *missing = tmp_path("missing.safetensors");
+    const char *missing = tpath("missing.safetensors");
     write_variant(missing, "3.1.running_var", NULL, NULL, 0);
     assert_fails(ax_module_load_safetensors(m, missing, true, &rep), AX_ERR_NOT_FOUND,
                  "missing.safetensors: 1 missing key: 3.1.running_var");
@@ -719,7 +702,7 @@ static void test_strict_load_errors(void **state) {
     assert_true(first_weight(m) != w0);
     ax_load_report_clear(&rep);
 
-    const char *unexpected = tmp_path("unexpected.safetensors");
+    const char *unexpected = tpath("unexpected.safetensors");
     write_variant(unexpected, NULL, "head.weight", NULL, 0);
     assert_fails(ax_module_load_safetensors(m, unexpected, true, NULL), AX_ERR_INVALID,
                  "1 unexpected key: head.weight");
@@ -728,26 +711,26 @@ static void test_strict_load_errors(void **state) {
     assert_string_equal(rep.unexpected[0], "head.weight");
     ax_load_report_clear(&rep);
 
-    const char *both = tmp_path("both.safetensors");
+    const char *both = tpath("both.safetensors");
     write_variant(both, "0.bias", "encoder.extra", NULL, 0);
     assert_fails(ax_module_load_safetensors(m, both, true, &rep), AX_ERR_INVALID,
                  "1 missing key: 0.bias; 1 unexpected key: encoder.extra");
     ax_load_report_clear(&rep);
 
-    const char *shape = tmp_path("shape.safetensors");
+    const char *shape = tpath("shape.safetensors");
     write_variant(shape, NULL, NULL, "0.weight", 0);
     double w1 = first_weight(m);
     assert_fails(ax_module_load_safetensors(m, shape, false, NULL), AX_ERR_INVALID,
                  "shape.safetensors: 0.weight: file has [3, 2], model has [4, 2, 3, 3, 3]");
     assert_true(first_weight(m) == w1);
 
-    const char *dtype = tmp_path("dtype.safetensors");
+    const char *dtype = tpath("dtype.safetensors");
     write_variant(dtype, NULL, NULL, NULL, AX_DTYPE_F32);
     assert_fails(ax_module_load_safetensors(m, dtype, true, NULL), AX_ERR_INVALID,
                  "3.1.num_batches_tracked: file has dtype f32, model has i64");
 
     /* a missing num_batches_tracked is zeroed, not reported (torch's rule) */
-    const char *nbt = tmp_path("nbt.safetensors");
+    const char *nbt = tpath("nbt.safetensors");
     write_variant(nbt, "3.1.num_batches_tracked", NULL, NULL, 0);
     ax_tensor_set(ax_module_get_buffer(m, "3.1.num_batches_tracked"), 0, 9);
     assert_ok(ax_module_load_safetensors(m, nbt, true, &rep));
@@ -755,13 +738,13 @@ static void test_strict_load_errors(void **state) {
     assert_int_equal(ax_tensor_get(ax_module_get_buffer(m, "3.1.num_batches_tracked"), 0), 0);
     ax_load_report_clear(&rep);
 
-    assert_fails(ax_module_load_safetensors(m, tmp_path("nope.safetensors"), true, NULL), AX_ERR_NOT_FOUND,
+    assert_fails(ax_module_load_safetensors(m, tpath("nope.safetensors"), true, NULL), AX_ERR_NOT_FOUND,
                  "ax_module_load_safetensors: ");
     assert_fails(ax_module_load_safetensors(NULL, missing, true, NULL), AX_ERR_INVALID, "module is NULL");
 
     /* many missing keys are summarised */
     ax_module *resenc = build_resenc(&r);
-    missing = tmp_path("missing.safetensors"); /* tmp_path reuses its buffers */
+    missing = tpath("missing.safetensors"); /* tmp_path reuses its buffers */
     assert_fails(ax_module_load_safetensors(resenc, missing, true, &rep), AX_ERR_INVALID,
                  "missing.safetensors: 104 missing keys: encoder.stem.convs.0.conv.weight, "
                  "encoder.stem.convs.0.conv.bias, encoder.stem.convs.0.norm.weight, encoder.stem.convs.0.norm.bias, "
@@ -812,7 +795,7 @@ static void test_save_roundtrip(void **state) {
     }
     ax_optim_free(opt);
     ax_named_tensors_clear(&params);
-    const char *path = tmp_path("resenc_ours.safetensors");
+    const char *path = tpath("resenc_ours.safetensors");
     assert_ok(ax_module_save_safetensors(a, path, 1, (const char *[]){"arch"}, (const char *[]){"resenc"}));
 
     /* the file holds every state-dict key with our values */

@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -26,34 +28,7 @@
 #endif
 #define FIXTURE(name) AX_TEST_FIXTURES "/safetensors/" name
 
-static char tmpdir[] = "/tmp/axon_st_XXXXXX";
-
-/* The last error message contains `want` (printed on failure). */
-#define assert_msg(want)                                                                           \
-    do {                                                                                           \
-        if (!strstr(ax_error_message(), (want))) {                                                 \
-            print_error("message: %s\nwanted:  %s\n", ax_error_message(), (want));                 \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
-
-#define assert_ok(expr)                                                                            \
-    do {                                                                                           \
-        if ((expr) != AX_OK) {                                                                     \
-            print_error("%s failed: %s\n", #expr, ax_error_message());                             \
-            fail();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* ---- helpers ------------------------------------------------------------ */
-
-static char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", tmpdir, name);
-    return p;
-}
 
 static void write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -88,7 +63,7 @@ static const char *craft(const char *name, const char *json, size_t ndata, uint6
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(len >> (8 * i));
     memcpy(b + 8, json, nj);
     memset(b + 8 + nj, 0x11, ndata);
-    const char *p = tmp_path(name);
+    const char *p = tpath(name);
     write_bytes(p, b, 8 + nj + ndata);
     free(b);
     return p;
@@ -222,7 +197,7 @@ static void test_roundtrip_every_dtype(void **state) {
     }
     for (int i = 0; i < ND * PER; i++) np[i] = names[i], tp[i] = ts[i];
 
-    const char *path = tmp_path("all.safetensors");
+    const char *path = tpath("all.safetensors");
     assert_ok(ax_safetensors_save(path, ND * PER, np, tp, 0, NULL, NULL));
     assert_int_equal(dir_entries(), 1); /* no temporary file left */
 
@@ -250,7 +225,7 @@ static void test_roundtrip_metadata(void **state) {
     ax_tensor *t = make(AX_DTYPE_F32, 1, (int64_t[]){4});
     const char *keys[] = {"step", "arch", "plan", "empty", "utf8"};
     const char *vals[] = {"1200", "unet3d", "{\"encoder\": [\"enc.*\"]}\n\t\\", "", "\xc3\xa9\xe2\x9c\x93"};
-    const char *path = tmp_path("meta.safetensors");
+    const char *path = tpath("meta.safetensors");
     assert_ok(ax_safetensors_save(path, 1, (const char *[]){"w"}, (const ax_tensor *[]){t}, 5, keys, vals));
     ax_safetensors *f;
     assert_ok(ax_safetensors_open(&f, path));
@@ -294,7 +269,7 @@ static void test_header_padding(void **state) {
     (void)state;
     ax_tensor *t = make(AX_DTYPE_U8, 1, (int64_t[]){3});
     char name[20] = "";
-    const char *path = tmp_path("pad.safetensors");
+    const char *path = tpath("pad.safetensors");
     for (int len = 1; len < 17; len++) {
         name[len - 1] = 'a';
         assert_ok(ax_safetensors_save(path, 1, (const char *[]){name}, (const ax_tensor *[]){t}, 0, NULL, NULL));
@@ -315,7 +290,7 @@ static void test_header_padding(void **state) {
 static void test_view_outlives_close(void **state) {
     (void)state;
     ax_tensor *a = make(AX_DTYPE_F32, 2, (int64_t[]){4, 4}), *b = make(AX_DTYPE_I64, 1, (int64_t[]){3});
-    const char *path = tmp_path("view.safetensors");
+    const char *path = tpath("view.safetensors");
     assert_ok(ax_safetensors_save(path, 2, (const char *[]){"a", "b"}, (const ax_tensor *[]){a, b}, 0, NULL, NULL));
 
     ax_safetensors *f;
@@ -371,7 +346,7 @@ static void test_unaligned(void **state) {
     memcpy(buf + 8, json, nj);
     buf[8 + nj] = 7;
     memcpy(buf + 8 + nj + 1, vals, sizeof vals);
-    const char *path = tmp_path("unaligned.safetensors");
+    const char *path = tpath("unaligned.safetensors");
     write_bytes(path, buf, 8 + nj + 9);
     ax_safetensors *f;
     assert_ok(ax_safetensors_open(&f, path));
@@ -503,7 +478,7 @@ static void test_bytes_match_python_torch(void **state) {
     for (int i = 0; i < 12; i++) pn[i] = names[perm[i]], pt[i] = t[perm[i]];
     const char *keys[] = {"step", "note", "arch"};
     const char *vals[] = {"1200", "quote \" backslash \\ newline \n tab \t e-acute \xc3\xa9 ctrl \x01", "unet3d"};
-    const char *path = tmp_path("ours_torch.safetensors");
+    const char *path = tpath("ours_torch.safetensors");
     assert_ok(ax_safetensors_save(path, 12, pn, pt, 3, keys, vals));
     assert_same_file(path, FIXTURE("torch_ref.safetensors"));
     for (int i = 0; i < 12; i++) ax_tensor_free(t[i]);
@@ -515,7 +490,7 @@ static void test_bytes_match_python_numpy(void **state) {
     assert_ok(ax_tensor_from_buffer(&a, 2, (int64_t[]){2, 2}, AX_DTYPE_F32, (float[]){-1.5f, -0.5f, 0.5f, 1.5f}, 16));
     assert_ok(ax_tensor_from_buffer(&b, 1, (int64_t[]){3}, AX_DTYPE_I32, (int32_t[]){7, -8, 9}, 12));
     assert_ok(ax_tensor_scalar(&c, 200, AX_DTYPE_U8));
-    const char *path = tmp_path("ours_numpy.safetensors");
+    const char *path = tpath("ours_numpy.safetensors");
     assert_ok(ax_safetensors_save(path, 3, (const char *[]){"c", "b", "a"}, (const ax_tensor *[]){c, b, a}, 1,
                                   (const char *[]){"format"}, (const char *[]){"np"}));
     assert_same_file(path, FIXTURE("numpy_ref.safetensors"));
@@ -531,13 +506,13 @@ static void test_bytes_match_python_numpy(void **state) {
 static void test_open_bad_files(void **state) {
     (void)state;
     const char *p;
-    expect_open_error(tmp_path("missing.safetensors"), AX_ERR_NOT_FOUND, "cannot open: No such file or directory");
+    expect_open_error(tpath("missing.safetensors"), AX_ERR_NOT_FOUND, "cannot open: No such file or directory");
     expect_open_error(tmpdir, AX_ERR_IO, "not a regular file");
 
-    p = tmp_path("empty.safetensors");
+    p = tpath("empty.safetensors");
     write_bytes(p, "", 0);
     expect_open_error(p, AX_ERR_FORMAT, "file is 0 bytes, too short");
-    p = tmp_path("short.safetensors");
+    p = tpath("short.safetensors");
     write_bytes(p, "\x02\0\0\0", 4);
     expect_open_error(p, AX_ERR_FORMAT, "file is 4 bytes, too short");
 
@@ -546,7 +521,7 @@ static void test_open_bad_files(void **state) {
                       "header length 300 runs past the end of the file (2 bytes follow it");
     expect_open_error(craft("huge.safetensors", "{}", 0, UINT64_C(1) << 63), AX_ERR_FORMAT,
                       "header length 9223372036854775808 is over the 100000000-byte limit");
-    p = tmp_path("text.safetensors");
+    p = tpath("text.safetensors");
     write_bytes(p, "hello, world, this is not a model", 33);
     expect_open_error(p, AX_ERR_FORMAT, "over the 100000000-byte limit");
 
@@ -632,7 +607,7 @@ static void test_truncated_and_corrupted(void **state) {
     (void)state;
     size_t n;
     unsigned char *b = read_bytes(FIXTURE("torch_ref.safetensors"), &n);
-    const char *p = tmp_path("cut.safetensors");
+    const char *p = tpath("cut.safetensors");
     for (size_t len = 0; len < n; len++) {
         write_bytes(p, b, len);
         ax_safetensors *f = NULL;
@@ -682,7 +657,7 @@ static void expect_save_error(const char *path, size_t n, const char *const *nam
 static void test_save_errors(void **state) {
     (void)state;
     ax_tensor *a = make(AX_DTYPE_F32, 1, (int64_t[]){2}), *b = make(AX_DTYPE_I64, 1, (int64_t[]){2});
-    const char *p = tmp_path("s.safetensors");
+    const char *p = tpath("s.safetensors");
     const ax_tensor *ab[] = {a, b};
     expect_save_error(p, 2, (const char *[]){"x", "x"}, ab, 0, NULL, NULL, AX_ERR_INVALID,
                       "s.safetensors: duplicate tensor name 'x'");
@@ -705,10 +680,10 @@ static void test_save_errors(void **state) {
     assert_int_equal(dir_entries(), 0);
 
     /* system errors name the path and the reason, and leave no temporary file */
-    expect_save_error(tmp_path("no/such/dir.safetensors"), 1, (const char *[]){"x"}, ab, 0, NULL, NULL, AX_ERR_IO,
+    expect_save_error(tpath("no/such/dir.safetensors"), 1, (const char *[]){"x"}, ab, 0, NULL, NULL, AX_ERR_IO,
                       "no/such/dir.safetensors: cannot create the temporary file");
     assert_msg("No such file or directory");
-    const char *d = tmp_path("adir");
+    const char *d = tpath("adir");
     assert_int_equal(mkdir(d, 0755), 0);
     char inner[600];
     snprintf(inner, sizeof inner, "%s/keep", d);
@@ -733,7 +708,7 @@ static void test_open_args(void **state) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmpdir)) {
+    if (!ax_test_mkdtemp()) {
         perror("mkdtemp");
         return 1;
     }

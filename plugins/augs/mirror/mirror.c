@@ -24,13 +24,40 @@ static ax_status ax_mirror_create(void **self, const ax_params *params) {
 
 static void ax_mirror_destroy(void *self) { free(self); }
 
+/* Reverse every row of `rows` rows of n elements in place. The innermost
+ * axis needs a typed loop: swapping elements through memcpy costs three
+ * calls per voxel and made mirror a fifth of the loader's time. */
+static void ax_mirror_rows_f32(float *x, size_t rows, size_t n) {
+    for (size_t r = 0; r < rows; r++, x += n)
+        for (size_t i = 0, j = n - 1; i < n / 2; i++, j--) {
+            float t = x[i];
+            x[i] = x[j];
+            x[j] = t;
+        }
+}
+
+static void ax_mirror_rows_u8(uint8_t *x, size_t rows, size_t n) {
+    for (size_t r = 0; r < rows; r++, x += n)
+        for (size_t i = 0, j = n - 1; i < n / 2; i++, j--) {
+            uint8_t t = x[i];
+            x[i] = x[j];
+            x[j] = t;
+        }
+}
+
 /* Reverse one volume in place along `axis` (0 = D, 1 = H, 2 = W); `elem` is
- * the size of one voxel in bytes. Works on rows of the contiguous layout. */
+ * the size of one voxel in bytes (4: float, 1: uint8). The outer axes swap
+ * whole rows or planes, which memcpy does at full bandwidth. */
 static void ax_mirror_flip(void *data, const int32_t shape[3], int axis, size_t elem) {
     size_t outer = 1, inner = elem;
     for (int a = 0; a < axis; a++) outer *= (size_t)shape[a];
     for (int a = axis + 1; a < 3; a++) inner *= (size_t)shape[a];
     size_t n = (size_t)shape[axis];
+    if (axis == 2) {
+        if (elem == sizeof(float)) ax_mirror_rows_f32(data, outer, n);
+        else ax_mirror_rows_u8(data, outer, n);
+        return;
+    }
     unsigned char tmp[4096];
     for (size_t o = 0; o < outer; o++) {
         unsigned char *base = (unsigned char *)data + o * n * inner;

@@ -9,10 +9,12 @@
 #ifndef AXON_AXON_H
 #define AXON_AXON_H
 
+#include "axon/amp.h"
 #include "axon/attention.h"
 #include "axon/autograd.h"
 #include "axon/cache.h"
 #include "axon/conv.h"
+#include "axon/dataset.h"
 #include "axon/kernels.h"
 #include "axon/loader.h"
 #include "axon/log.h"
@@ -24,9 +26,11 @@
 #include "axon/params.h"
 #include "axon/plugin.h"
 #include "axon/pool.h"
+#include "axon/preprocess.h"
 #include "axon/rng.h"
 #include "axon/safetensors.h"
 #include "axon/sample.h"
+#include "axon/segment.h"
 #include "axon/shape.h"
 #include "axon/status.h"
 #include "axon/tensor.h"

@@ -23,10 +23,19 @@
  * "classes": [ids present]}. `fg` lists up to 10000 voxel coordinates of
  * labelled (label > 0) voxels, or of mask voxels when there is no label,
  * so the loader can oversample foreground without scanning the volume.
+ * axon preprocess also writes: "shape" (this file's [D,H,W]),
+ * "original_shape" and "affine" (the whole RAS volume before cropping),
+ * "mask", "modality", "quality" (null when unknown), "crop_by"
+ * ("mask"|"nonzero"|"none"), "mask_norm", "fg_of" ("label"|"mask"|"none")
+ * and "params_hash" (what resuming compares). crop_box bounds are
+ * half-open: voxels d0 <= d < d1. "classes" lists the ids > 0 present.
  *
  * index.json: {"format": "axon-cache", "version": 1, "channels": C,
  * "spacing": [d,h,w], "labels": {"name": id}, "cases": [{"name", "file",
- * "subject", "split": "train"|"val"|"test"}]}.
+ * "subject", "split": "train"|"val"|"test"}]}. axon preprocess adds
+ * "channel_names", "spacing_source" (target, or the median of the cases'
+ * own when none was given), "dataset": {"format", "root"} and "failed":
+ * [{"name", "reason"}] (cases not in the cache).
  *
  *     ax_case *c;
  *     if (ax_case_open(&c, "cache/sub-01.axc") != AX_OK) ...
@@ -68,7 +77,9 @@ typedef struct ax_case {
 } ax_case;
 
 /* Map a case file; checks magic, offsets and sizes against the file size.
- * *out: new (ax_case_close). */
+ * Also refused, with a message naming the file: a bad shape or spacing,
+ * an array offset not a multiple of 4096, foreground points outside the
+ * volume, metadata that is not a JSON object. *out: new (ax_case_close). */
 ax_status ax_case_open(ax_case **out, const char *path);
 void ax_case_close(ax_case *c); /* NULL-safe */
 
@@ -85,8 +96,13 @@ typedef struct ax_case_desc {
     const char *json;        /* metadata object, serialised */
 } ax_case_desc;
 
-/* Atomic write of one case file. */
+/* Atomic write of one case file. The JSON follows the header at offset
+ * 4096; each array starts at the next 4096-byte boundary. */
 ax_status ax_case_write(const char *path, const ax_case_desc *desc);
+
+/* Atomic write of `n` bytes to `path` (a temporary name in the same
+ * folder, fsync, rename, fsync of the folder): how index.json is written. */
+ax_status ax_cache_write_file(const char *path, const void *data, size_t n);
 
 /* The cases of a cache folder's index.json in one split ("train", "val",
  * "test", or NULL for all), as full paths. *paths: new array of new

@@ -17,6 +17,8 @@
 #ifndef AXON_KERNELS_H
 #define AXON_KERNELS_H
 
+#include <stddef.h>
+
 #include "axon/tensor.h"
 
 #ifdef __cplusplus
@@ -106,6 +108,22 @@ typedef enum ax_reduce_op {
     AX_REDUCE_MIN
 } ax_reduce_op;
 
+/* Coefficients of one optimizer update, rounded to f32 by the front-end
+ * (axon/optim.h) exactly where PyTorch rounds them, so every backend
+ * applies the same f32 arithmetic. fmadd(a, b, c) below is a * b + c
+ * rounded once (through double). */
+typedef struct ax_sgd_step_params {
+    bool has_wd, has_mom, first, nesterov; /* first: buf = d instead of the momentum update */
+    float wd, mom, keep, neg_lr;            /* keep = 1 - dampening, neg_lr = -lr */
+} ax_sgd_step_params;
+
+typedef struct ax_adamw_step_params {
+    float decay;              /* 1 - lr * weight_decay (exactly 1 without decay) */
+    float w, b2, one_b2;      /* 1 - beta1, beta2, 1 - beta2 */
+    float neg_step, bc2_sqrt; /* -lr / (1 - beta1^t), sqrt(1 - beta2^t) */
+    float eps;
+} ax_adamw_step_params;
+
 typedef struct ax_kernels {
     size_t size; /* sizeof(ax_kernels) as compiled by the backend */
     const char *name;
@@ -192,7 +210,37 @@ typedef struct ax_kernels {
     ax_status (*index_select)(ax_tensor *out, const ax_tensor *x, int dim, const ax_tensor *idx);
     /* out.index_add_(dim, idx, src) (f32) */
     ax_status (*index_add)(ax_tensor *out, int dim, const ax_tensor *idx, const ax_tensor *src);
+
+    /* ---- cross-device copies (NULL on the CPU backend) -----------------------
+     * dst = src where one of them lives on this backend's device and the
+     * other on the CPU: same dtype and shape, both contiguous. Returns once
+     * the host may read dst (device -> CPU) or reuse src (CPU -> device). */
+    ax_status (*transfer)(ax_tensor *dst, const ax_tensor *src);
+
+    /* ---- optimizer updates (f32, contiguous, all operands one shape) ------
+     * torch's single-tensor SGD, per element, d the grad:
+     *     d = has_wd ? fmadd(p, wd, g) : g
+     *     buf = first ? d : fmadd(d, keep, buf * mom)     (has_mom only)
+     *     d = has_mom ? (nesterov ? fmadd(buf, mom, d) : buf) : d
+     *     p = fmadd(d, neg_lr, p)
+     * buf: [optional] NULL when !has_mom. */
+    ax_status (*sgd_step)(ax_tensor *p, ax_tensor *buf, const ax_tensor *g, const ax_sgd_step_params *c);
+    /* torch's single-tensor AdamW, per element:
+     *     p = p * decay;  m = lerp(m, g, w);  v = v * b2 + one_b2 * g * g
+     *     p = p + neg_step * m / (sqrt(v) / bc2_sqrt + eps) */
+    ax_status (*adamw_step)(ax_tensor *p, ax_tensor *m, ax_tensor *v, const ax_tensor *g,
+                            const ax_adamw_step_params *c);
+    /* *acc (in/out) accumulates, in double and in order, sum |x|^p over every
+     * element of xs[0..n) (p = INFINITY: *acc = max(*acc, max |x|); NaN
+     * propagates). xs: f32 contiguous tensors on this device.
+     * The one place an optimizer step waits for the device (once, for
+     * *acc); deterministic for a given backend. */
+    ax_status (*grad_norm)(double *acc, size_t n, const ax_tensor *const *xs, double p);
 } ax_kernels;
+
+/* Does table k have member `m` (k->size covers it and it is set)? Members
+ * appended after a backend was built read as absent. */
+#define AX_KERNELS_HAS(k, m) ((k)->size >= offsetof(ax_kernels, m) + sizeof((k)->m) && (k)->m != NULL)
 
 /* The kernels for a device (borrowed, static). NULL with an error set when
  * no loaded backend serves it. */

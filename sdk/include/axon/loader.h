@@ -24,12 +24,30 @@
  *     }
  *     ax_loader_free(ld);                      // joins the workers
  *
- * Patch sampling: a uniform random position, or with probability
- * `oversample_fg` a position centred (with jitter) on a foreground voxel of
- * the case's fg list. When a spatial augmentation declares that it rotates
- * or scales, the patch is cut enlarged (the patch's bounding box under the
- * largest rotation/scale) and the augmentation crops back to `patch`, so no
- * border is lost; regions outside the volume are zero (image) and 0 (label).
+ * Patch sampling: a case chosen uniformly, then a uniform position (the
+ * patch inside the volume, or the volume inside the patch along an axis
+ * where it is smaller), or with probability `oversample_fg` a patch centred
+ * on a random voxel of the case's fg list, jittered by up to patch/4 per
+ * axis so the voxel stays inside. When an augmentation has extent(), every
+ * sample is cut at the largest extent of the chain (at least patch *
+ * enlarge), centred on the patch, with sample.target = patch; the chain's
+ * output is centre-cropped to `patch` afterwards, so rotation loses no
+ * border. Regions outside the volume are zero (image) and 0 (label). The
+ * sample's mask is not filled (NULL).
+ *
+ * Random words: sample b of step k reads stream (seed, k * batch + b);
+ * placement from word 0, AUG i (0-based) from word (i + 1) * 2^40, so one
+ * augmentation's draws never shift another's.
+ *
+ * Memory: each worker owns one scratch box of the extent (untouched zero
+ * pages are not written); batch tensors come from a small pool and go back
+ * to it when the caller's last view is freed, so a steady loop allocates
+ * nothing. Batches stay valid after ax_loader_free.
+ *
+ * Errors: a failing augmentation (or a chain that leaves a wrong shape)
+ * fails ax_loader_next for that step with "aug 'NAME' (case FILE, step K,
+ * sample B): message" (the lowest failing sample of the step); the loader
+ * stays on that step, reporting it again, until ax_loader_seek.
  */
 #ifndef AXON_LOADER_H
 #define AXON_LOADER_H
@@ -57,10 +75,10 @@ typedef struct ax_loader_aug {
 typedef struct ax_loader_opts {
     const char *const *paths; /* case files (borrowed during ax_loader_new) */
     size_t n_paths;
-    int32_t patch[3];         /* D, H, W of the output patch */
-    int32_t batch;            /* N */
-    int32_t threads;          /* worker threads (default: online CPUs) */
-    int32_t prefetch;         /* batches queued ahead (default 2 * threads) */
+    int32_t patch[3];         /* D, H, W of the output patch (default 64^3) */
+    int32_t batch;            /* N (default 2) */
+    int32_t threads;          /* worker threads (default 0: online CPUs) */
+    int32_t prefetch;         /* batches queued ahead (default 0: 2 * threads) */
     uint64_t seed;
     double oversample_fg;     /* fraction of samples centred on foreground (default 0.33) */
     const ax_loader_aug *augs; /* [optional] applied in order */
@@ -82,7 +100,8 @@ typedef struct ax_loader ax_loader;
 /* Opens every case (errors name the file), starts the workers at step 0.
  * *out: new (ax_loader_free). */
 ax_status ax_loader_new(ax_loader **out, const ax_loader_opts *opts);
-/* Restart the stream at step k (drains queued batches). */
+/* Restart the stream at step k (waits for samples in flight, drops queued
+ * batches); clears a reported worker error. */
 ax_status ax_loader_seek(ax_loader *ld, int64_t step);
 /* The next batch, in step order; blocks until it is ready. An error from a
  * worker (a failing augmentation) is returned here with its message. */

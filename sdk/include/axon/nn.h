@@ -210,6 +210,19 @@ bool ax_module_training(const ax_module *m);
 /* Drops the grad of every parameter (set_to_none, like torch's zero_grad()). */
 void ax_module_zero_grad(ax_module *m);
 
+/* torch's module.to(device): moves every parameter and buffer of m and its
+ * descendants (and any grad they hold) to `device`, in place: the tensor
+ * objects stay the same (names, requires_grad, references held by others
+ * all remain valid), only their storage changes, so an optimizer created
+ * before or after sees the moved tensors. Other views of the old storage
+ * (e.g. a tensor sliced from a parameter) keep the old data. On error
+ * (no backend, out of memory; the message names the tensor) the tensors
+ * moved so far stay moved and the rest stay put: move the module again,
+ * e.g. back to where it was, before using it. */
+ax_status ax_module_to_device(ax_module *m, ax_device device);
+/* The device of m's first parameter (else first buffer; else the CPU). */
+ax_device ax_module_device(const ax_module *m);
+
 /* ---- randomness of stochastic modules -----------------------------------------
  * A stochastic module (Dropout, or a custom one) asks for a fresh
  * (seed, stream) on every draw with ax_module_next_stream. The stream is a
@@ -246,6 +259,8 @@ void ax_load_report_clear(ax_load_report *r); /* NULL-safe; zeroes *r */
  * A missing BatchNorm num_batches_tracked is set to 0, as torch does for
  * old checkpoints. A shared tensor is satisfied by any of its names.
  * Everything is checked before anything is copied: on error m is unchanged.
+ * Tensors of a module on a device are filled there (the file is read on
+ * the host and copied over).
  * report: [optional] filled (also when the load fails on strictness);
  * pass a zeroed or cleared report. Do not load between a forward and its
  * backward. */
@@ -253,7 +268,8 @@ ax_status ax_module_load_safetensors(ax_module *m, const char *path, bool strict
 
 /* Writes m's state dict (every key, shared tensors once per name) with
  * n_meta metadata strings (may be 0 with NULL arrays), atomically
- * (ax_safetensors_save). PyTorch reads it with
+ * (ax_safetensors_save; tensors on a device are written from CPU copies).
+ * PyTorch reads it with
  *     model.load_state_dict(safetensors.torch.load_file(path), strict=True)
  * (safetensors.torch.load_model instead rejects the extra names of shared
  * tensors: it only takes save_model's de-duplicated files). */

@@ -6,7 +6,11 @@
  * f32; the tests' 20 steps match PyTorch's bit for bit (x86-64, AVX2
  * PyTorch). A step is one fused pass over each parameter's f32 data
  * (OpenMP for large tensors), purely elementwise, so results are identical
- * for any thread count.
+ * for any thread count. Parameters may live on any device whose backend
+ * has the optimizer kernels (axon/kernels.h: sgd_step, adamw_step,
+ * grad_norm; the CUDA backend does): each is stepped where it lives, its
+ * state buffers live there too, and nothing crosses to the host except the
+ * one norm value clipping needs.
  *
  *     ax_tensor *params[] = {w, b};                 // f32 leaves
  *     const char *names[] = {"enc.w", "enc.b"};
@@ -53,8 +57,9 @@ typedef struct ax_optim ax_optim;
 
 typedef enum ax_optim_kind { AX_OPTIM_SGD = 1, AX_OPTIM_ADAMW = 2 } ax_optim_kind;
 
-/* Parameters (both constructors): params[i] is an f32, contiguous CPU leaf
- * tensor (no grad_fn), each given once; retained. names: [optional] n
+/* Parameters (both constructors): params[i] is an f32, contiguous leaf
+ * tensor (no grad_fn) on a device whose backend has the optimizer kernels
+ * (else AX_ERR_UNSUPPORTED), each given once; retained. names: [optional] n
  * unique non-empty names (copied) that key the state file, e.g. the
  * model's dotted parameter names; NULL names them "0", "1", ... by index.
  * Hyper-parameters must be finite; lr >= 0 and weight_decay >= 0.
@@ -152,7 +157,8 @@ ax_status ax_optim_state_load(ax_optim *o, const char *path);
  * *total_norm and leaves the grads untouched — where PyTorch would scale
  * them by NaN or 0 — so the caller can skip the step.
  * The norm is accumulated in double over fixed-size chunks combined in
- * order: identical for any thread count. Grads must be CPU float tensors;
+ * order: identical for any thread count. Grads are float tensors on any
+ * device with a grad_norm kernel (one call, hence one wait, per device);
  * non-f32 or non-contiguous ones are scaled through an f32 copy. */
 ax_status ax_clip_grad_norm(double *total_norm, size_t n, ax_tensor *const *params, double max_norm, double norm_type);
 

@@ -173,8 +173,47 @@ typedef struct ax_arch_ops {
                              int *n_outs);
 } ax_arch_ops;
 
+/* One number a TASK reports for one case (see ax_task_ops.evaluate). */
+typedef struct ax_task_metric {
+    const char *name; /* borrowed from the task instance, e.g. "dice_1", "dice_mean", "hd95_1" */
+    double value;     /* NaN: undefined for this case (an empty reference and
+                       * prediction); averages over cases skip NaN */
+} ax_task_metric;
+
+/* TASK: what a downstream task adds around a network: the head size, the
+ * training loss, whole-volume inference, decoding and metrics. The
+ * fine-tuning runner builds the network with the ARCH plugin for
+ * out_channels(), trains it on loss(), and validates / predicts with
+ * predict() -> decode() -> evaluate(). */
 typedef struct ax_task_ops {
     AX_PLUGIN_BASE_OPS;
+    /* Output channels the network must produce (segmentation: the number of
+     * classes K, background included). */
+    ax_status (*out_channels)(const void *self, int64_t *out);
+    /* The training loss of one batch. outputs[i]: borrowed [N, K, D_i, H_i, W_i]
+     * network outputs (logits), highest resolution first (deep supervision;
+     * n == 1 without); target: borrowed [N, 1, D, H, W] u8 class ids at
+     * outputs[0]'s resolution (the task resamples it for lower ones).
+     * *loss: new reference, a scalar that requires grad when the outputs do. */
+    ax_status (*loss)(const void *self, ax_tensor *const *outputs, int n, const ax_tensor *target, ax_tensor **loss);
+    /* Whole-volume inference. x: borrowed [1, C, D, H, W] f32, one
+     * preprocessed volume of any size (segmentation: sliding window, padded
+     * when smaller than the patch). `net` (borrowed) is called on windows
+     * under no-grad and should be in eval mode; it may live on another
+     * device than x (windows are moved to its parameters' device).
+     * *out: new reference, [1, K, D, H, W] f32 on the CPU: the task's raw
+     * prediction (segmentation: averaged logits). */
+    ax_status (*predict)(const void *self, ax_module *net, const ax_tensor *x, ax_tensor **out);
+    /* predict()'s output [1, K, D, H, W] -> *labels: new reference, [D, H, W]
+     * u8 (segmentation: argmax over K). */
+    ax_status (*decode)(const void *self, const ax_tensor *pred, ax_tensor **labels);
+    /* Metrics of one case. pred, ref: borrowed [D, H, W] integer label maps
+     * (u8, i32 or i64) of the same shape; spacing: voxel size in mm (D, H,
+     * W). Writes up to max_metrics entries and sets *n to the count the task
+     * reports (the same names, in the same order, for every case of one
+     * instance); with metrics == NULL it only sets *n. */
+    ax_status (*evaluate)(const void *self, const ax_tensor *pred, const ax_tensor *ref, const double spacing[3],
+                          ax_task_metric *metrics, int max_metrics, int *n);
 } ax_task_ops;
 
 /* BACKEND: probe() says whether the backend can run on this machine (a GPU

@@ -64,6 +64,13 @@ typedef struct ax_device {
 
 #define AX_CPU ((ax_device){AX_DEVICE_CPU, 0})
 
+/* "cpu", "cuda" (= "cuda:0") or "cuda:N" into *out; AX_ERR_INVALID naming
+ * the text otherwise. Whether a backend serves the device is not checked. */
+ax_status ax_device_parse(const char *text, ax_device *out);
+/* The device named by $AXON_DEVICE (same syntax), else the CPU; an
+ * unparsable value is an error naming the variable. */
+ax_status ax_device_default(ax_device *out);
+
 /* Refcounted memory on one device. `release` frees `data` (NULL for memory
  * axon allocated itself); `ctx` is for it. */
 typedef struct ax_storage {

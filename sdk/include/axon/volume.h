@@ -12,22 +12,29 @@
  *     ax_volume_read_opts o = ax_volume_read_opts_default();   // RAS, all volumes
  *     if (ax_volume_read(&v, "ch2better.nii.gz", &o) != AX_OK)
  *         fprintf(stderr, "axon: %s\n", ax_error_message());
- *         // "ax_volume_read: x.nii.gz: truncated: header says 7221032 bytes of data, file has 4096"
+ *         // "x.nii.gz: truncated gzip stream: header says 7221032 bytes of data, file has 4096"
  *     printf("%d x %d x %d, %s\n", v->shape[0], v->shape[1], v->shape[2], v->source.orientation);
  *     ...                                            // v->data: [C, D, H, W]
  *     ax_volume_write(v, "out.nii.gz", AX_VOLUME_WRITE_ORIGINAL, AX_NIFTI_F32);
  *     ax_volume_free(v);
  *
  * Reading applies the scaling (scl_slope/scl_inter when slope is non-zero
- * and finite), picks the geometry by sform > qform > pixdim precedence and,
- * unless told not to, reorients the voxels to RAS (a permutation and flips,
- * no interpolation) with the affine updated to match. `source` keeps what the
- * file had, so ax_volume_write(..., AX_VOLUME_WRITE_ORIGINAL, ...) puts a
- * prediction back in the input's own orientation and affine.
+ * and finite), picks the geometry by sform > qform > pixdim precedence (as
+ * nibabel's img.affine: with neither form, pixdim on the diagonal, x
+ * flipped, origin at the centre voxel) and, unless told not to, reorients
+ * the voxels to RAS (a permutation and flips, no interpolation; the axes
+ * nibabel's as_closest_canonical picks, also for oblique affines) with the
+ * affine updated exactly. spacing[] is the voxel size of the RAS affine's
+ * columns (equal to pixdim unless the sform says otherwise). `source` keeps
+ * what the file had, so ax_volume_write(..., AX_VOLUME_WRITE_ORIGINAL, ...)
+ * puts a prediction back in the input's own orientation and affine.
  *
- * Errors (axon/status.h) name the file and the problem: not NIfTI, truncated,
- * corrupt gzip, zero or negative dimension, unsupported datatype, NaN/Inf
- * voxels (refused unless opts.allow_nonfinite), more than 4 dimensions.
+ * Errors (axon/status.h) start with the file name, then the problem: not
+ * NIfTI, truncated, corrupt gzip, zero or negative dimension, unsupported
+ * datatype, NaN/Inf voxels (refused unless opts.allow_nonfinite), more than
+ * 4 dimensions (trailing dimensions of size 1 are fine), a .hdr/.img pair.
+ * The whole gzip stream is checked (CRC and length), sizes are checked
+ * against the file before anything is allocated, and niftilib never prints.
  * Thread-safe: distinct volumes may be read and written concurrently.
  */
 #ifndef AXON_VOLUME_H
@@ -104,14 +111,19 @@ typedef enum ax_volume_write_mode {
     AX_VOLUME_WRITE_ORIGINAL = 1 /* undo the reorientation: the source file's grid, orientation and affine */
 } ax_volume_write_mode;
 
-/* Write `v` as NIfTI-1 (.nii or .nii.gz by the name), datatype `dtype`
- * (integer types round to nearest and clamp; labels usually AX_NIFTI_U8).
- * sform and qform both carry the affine (codes from the source, else 1).
- * The write is atomic: a temporary file in the same folder, then rename. */
+/* Write `v` as NIfTI-1 (.nii or .nii.gz by the name; NIfTI-2 when a
+ * dimension exceeds NIfTI-1's 32767), datatype `dtype` (integer types
+ * round half to even and clamp, NaN -> 0; labels usually AX_NIFTI_U8).
+ * C > 1 writes a 4D file. sform and qform both carry the affine (codes
+ * from the source, else 1); scl_slope 1, scl_inter 0. ORIGINAL needs
+ * v->shape to be the source grid permuted (AX_ERR_INVALID otherwise).
+ * The write is atomic: a temporary file in the same folder, fsync, then
+ * rename; .nii.gz uses gzip level 1, as nibabel does. */
 ax_status ax_volume_write(const ax_volume *v, const char *path, ax_volume_write_mode mode, ax_nifti_dtype dtype);
 
 /* Orientation codes of an affine's axes, e.g. "RAS" or "LAS"
- * (nibabel's aff2axcodes): out must hold 4 chars. */
+ * (nibabel's aff2axcodes; '?' for an axis the affine leaves undetermined):
+ * out must hold 4 chars. */
 void ax_affine_axcodes(const double affine[4][4], char out[4]);
 
 #ifdef __cplusplus

@@ -1,0 +1,103 @@
+/* ARCH plugin `plain_unet`: nnU-Net's default U-Net
+ * (dynamic_network_architectures' PlainConvUNet): stages of plain
+ * conv -> norm -> nonlinearity blocks, strided first conv per stage.
+ * Module names and state-dict keys are PyTorch's, so a checkpoint saved
+ * from the PyTorch model loads unchanged and back.
+ *
+ * Presets (features / convs per stage; strides 1,2,2,...; kernel 3; conv
+ * bias; InstanceNorm eps 1e-5 affine; LeakyReLU 0.01; two decoder convs per
+ * stage, as nnU-Net plans it):
+ *   tiny  8,16,32,64 / 2 each
+ *   S     16,32,64,128,256 / 2 each
+ *   M     32,64,128,256,320 / 2 each
+ *   L     32,64,128,256,320,320 / 2 each   (nnU-Net's 3d_fullres widths)
+ * Every parameter the user sets overrides the preset. */
+#include <stdlib.h>
+
+#include "../common/unet_common.h"
+#include "axon/plugin.h"
+
+static ax_status ax_plain_create(void **self, const ax_params *params) {
+    ax_unet_config *cfg = calloc(1, sizeof *cfg);
+    if (!cfg) return AX_ERROR(AX_ERR_NOMEM, "arch 'plain_unet': out of memory");
+    if (ax_unet_config_from_params(cfg, params, AX_UNET_PLAIN, "arch 'plain_unet'") != AX_OK) {
+        free(cfg);
+        return ax_error_status();
+    }
+    *self = cfg;
+    return AX_OK;
+}
+
+static void ax_plain_destroy(void *self) { free(self); }
+
+static ax_status ax_plain_build(const void *self, ax_module **out, int64_t in_channels, int64_t out_channels,
+                                 ax_rng *rng) {
+    return ax_unet_build(out, self, in_channels, out_channels, rng);
+}
+
+static ax_status ax_plain_plan(const void *self, ax_arch_plan *plan) {
+    ax_unet_plan(self, plan);
+    return AX_OK;
+}
+
+static ax_status ax_plain_forward_all(const void *self, ax_module *net, const ax_tensor *x, ax_tensor **outs,
+                                       int max_outs, int *n_outs) {
+    (void)self; /* the network carries its own configuration */
+    return ax_unet_forward_all(net, x, outs, max_outs, n_outs);
+}
+
+static const ax_param_spec ax_plain_params[] = {
+    {.name = "preset", .type = AX_PARAM_STRING, .def = "L", .choices = "tiny|S|M|L",
+     .doc = "base configuration; the parameters below override it when set"},
+    {.name = "n_stages", .type = AX_PARAM_INT, .def = "6", .min = 2, .max = AX_UNET_MAX_STAGES,
+     .doc = "resolution stages (default: the length of a given features list, else the preset's)"},
+    {.name = "features", .type = AX_PARAM_INT_LIST, .def = "32,64,128,256,320,320", .min = 1, .max = 4096,
+     .doc = "features per stage: 1 value or n_stages values (default: the preset's)"},
+    {.name = "convs_per_stage", .type = AX_PARAM_INT_LIST, .def = "2,2,2,2,2,2", .min = 1, .max = 64,
+     .doc = "conv blocks per encoder stage: 1 or n_stages values (default: the preset's)"},
+    {.name = "kernel_size", .type = AX_PARAM_INT_LIST, .def = "3", .min = 1, .max = 15,
+     .doc = "odd conv kernel: 1 value, n_stages values or 3 x n_stages (D,H,W per stage)"},
+    {.name = "strides", .type = AX_PARAM_INT_LIST, .def = "1,2,2,2,2,2", .min = 1, .max = 8,
+     .doc = "stage strides: 1, n_stages or 3 x n_stages values (default: the preset's)"},
+    {.name = "n_conv_per_stage_decoder", .type = AX_PARAM_INT_LIST, .def = "2", .min = 1, .max = 16,
+     .doc = "convs per decoder stage: 1 or n_stages - 1 values"},
+    {.name = "conv_bias", .type = AX_PARAM_BOOL, .def = "true", .doc = "bias in convolutions"},
+    {.name = "norm", .type = AX_PARAM_STRING, .def = "instance", .choices = "instance|batch|none",
+     .doc = "InstanceNorm3d or BatchNorm3d (affine) after each conv"},
+    {.name = "norm_eps", .type = AX_PARAM_FLOAT, .def = "1e-5", .min = 0, .max = 1, .doc = "norm epsilon"},
+    {.name = "norm_momentum", .type = AX_PARAM_FLOAT, .def = "0.1", .min = 0, .max = 1,
+     .doc = "BatchNorm running-stat momentum"},
+    {.name = "nonlin", .type = AX_PARAM_STRING, .def = "leaky_relu", .choices = "leaky_relu|relu|gelu|none",
+     .doc = "nonlinearity after each norm"},
+    {.name = "negative_slope", .type = AX_PARAM_FLOAT, .def = "0.01", .min = 0, .max = 1,
+     .doc = "LeakyReLU slope"},
+    {.name = "nonlin_first", .type = AX_PARAM_BOOL, .def = "false",
+     .doc = "conv -> nonlin -> norm instead of conv -> norm -> nonlin"},
+    {.name = "deep_supervision", .type = AX_PARAM_BOOL, .def = "false",
+     .doc = "forward_all returns one output per decoder stage"},
+    {0}};
+
+static const ax_arch_ops ax_plain_ops = {
+    .create = ax_plain_create,
+    .destroy = ax_plain_destroy,
+    .build = ax_plain_build,
+    .plan = ax_plain_plan,
+    .forward_all = ax_plain_forward_all,
+};
+
+static const ax_plugin ax_plain_plugin = {
+    AX_PLUGIN_HEADER,
+    .kind = AX_PLUGIN_ARCH,
+    .name = "plain_unet",
+    .version = "1.0",
+    .summary = "nnU-Net plain conv U-Net (PlainConvUNet), presets tiny/S/M/L",
+    .license = "MIT",
+    .params = ax_plain_params,
+    .ops = &ax_plain_ops,
+    .ops_size = sizeof ax_plain_ops,
+};
+
+AX_PLUGIN_EXPORT const ax_plugin *const *ax_plugin_entry(void) {
+    static const ax_plugin *const list[] = {&ax_plain_plugin, NULL};
+    return list;
+}
