@@ -189,7 +189,7 @@ static ax_status nn_scan(const char *dir, const char *ending, nn_entry **out, si
         free(v);
         return st;
     }
-    qsort(v, n, sizeof *v, nn_cmp);
+    if (n > 1) qsort(v, n, sizeof *v, nn_cmp); /* qsort(NULL, 0) is undefined: an empty imagesTr */
     *out = v;
     *n_out = n;
     return AX_OK;
