@@ -12,12 +12,12 @@
 #include <time.h>
 
 #include "axon/dataset.h"
+#include "lua_axon.h"
 #include "lua_data.h"
 #include "registry.h"
 #include "report.h"
 #include "train_finetune.h"
 
-#define AX_LUA_PLUGIN "axon.plugin"
 #define AX_LUA_REGISTRY_KEY "axon.registry"
 
 const char *const ax_lua_finetune_keys[] = {
@@ -164,8 +164,7 @@ static const ax_instance *ax_lf_push_instance(lua_State *L, int ax, int value, c
         if (params_key && ax_lf_get(L, cfg, params_key))
             luaL_error(L, "finetune: '%s' only goes with %s given by name", params_key, kindname);
     }
-    void *ud = luaL_testudata(L, -1, AX_LUA_PLUGIN);
-    const ax_instance *inst = ud ? *(ax_instance **)ud : NULL;
+    const ax_instance *inst = ax_lua_test_instance(L, -1);
     if (!inst) luaL_error(L, "finetune: %s must be a plugin name or an ax.%s(...) object", kindname, kindname);
     if (inst->item->plugin->kind != ax_plugin_kind_parse(kindname))
         luaL_error(L, "finetune: %s '%s' is a %s plugin", kindname, inst->item->plugin->name,
