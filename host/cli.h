@@ -32,4 +32,12 @@ int ax_cmd_preprocess(ax_cli *cli, int argc, char **argv);
  * (advancing *i), 0 if not this option, -1 on a usage error (printed). */
 int ax_cli_take_plugin_path(ax_cli *cli, int argc, char **argv, int *i);
 
+/* The registry every plugin-using command starts from: the standard search
+ * (ax_registry_scan_default) over cli's --plugin-path dirs, each skipped
+ * plugin logged as one "axon: warn: plugin skipped: ..." line. NULL after
+ * printing "axon: <error>" to stderr (the caller exits 1). In host/cmd_run.c,
+ * the host library, so tests that link it without main.c get it too.
+ * Returns a new registry; free it with ax_registry_free. */
+struct ax_registry *ax_cli_registry_open(const ax_cli *cli);
+
 #endif

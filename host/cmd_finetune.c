@@ -1,183 +1,26 @@
 /* `axon finetune [CONFIG.lua] [--KEY VALUE]...`: ax.finetune{} from the
- * command line, in the style of `axon pretrain`. CONFIG.lua returns the
- * configuration table; each --KEY VALUE (or --KEY=VALUE) sets the Lua key
- * of the same name (dashes read as underscores) over the file's;
- * --arch.NAME / --task.NAME VALUE set plugin parameters, --data.KEY VALUE
- * the keys of a dataset table (root, format, glob) and --split.KEY the
- * validation split (fraction, min, max, seed). */
-#include <lauxlib.h>
-#include <lualib.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "axon/log.h"
+ * command line (host/cmd_config.h). --arch.NAME / --task.NAME VALUE set
+ * plugin parameters, --data.KEY VALUE the keys of a dataset table (root,
+ * format, glob) and --split.KEY the validation split (fraction, min, max,
+ * seed). */
 #include "cli.h"
-#include "lua_axon.h"
+#include "cmd_config.h"
 #include "lua_finetune.h"
-#include "registry.h"
-
-typedef struct ax_finetune_cli {
-    int argc;
-    char **argv;
-    const char *config;
-} ax_finetune_cli;
-
-static bool ax_finetune_is_bool_key(const char *k) {
-    return strcmp(k, "resume") == 0 || strcmp(k, "nesterov") == 0 || strcmp(k, "progress") == 0 ||
-           strcmp(k, "deep_supervision") == 0;
-}
-
-/* Push a command-line value: integer, number, true/false, a comma list of
- * those (a table), else the string. Names in a list stay strings. */
-static void ax_finetune_push_value(lua_State *L, const char *text, bool force_list) {
-    if (strchr(text, ',') || force_list) {
-        lua_newtable(L);
-        char *copy = strdup(text), *save = NULL;
-        if (!copy) luaL_error(L, "out of memory");
-        lua_Integer i = 0;
-        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            ax_finetune_push_value(L, tok, false);
-            lua_rawseti(L, -2, ++i);
-        }
-        free(copy);
-        return;
-    }
-    if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0) {
-        lua_pushboolean(L, text[0] == 't');
-        return;
-    }
-    if (lua_stringtonumber(L, text) == 0) lua_pushstring(L, text);
-}
-
-static int ax_finetune_main(lua_State *L) {
-    ax_finetune_cli *c = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    if (c->config) {
-        if (luaL_loadfile(L, c->config) != LUA_OK) return lua_error(L);
-        lua_call(L, 0, 1);
-        if (!lua_istable(L, -1))
-            return luaL_error(L, "%s: must return the configuration table, got a %s", c->config, luaL_typename(L, -1));
-    } else {
-        lua_newtable(L);
-    }
-    int cfg = lua_gettop(L);
-    for (int i = 0; i < c->argc; i++) {
-        const char *a = c->argv[i];
-        if (strncmp(a, "--", 2) != 0 || !a[2])
-            return luaL_error(L, "unexpected argument '%s'; see 'axon help finetune'", a);
-        char key[128];
-        const char *eq = strchr(a + 2, '=');
-        size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-        if (kl >= sizeof key) return luaL_error(L, "option too long: %s", a);
-        memcpy(key, a + 2, kl);
-        key[kl] = '\0';
-        for (char *p = key; *p; p++)
-            if (*p == '-') *p = '_';
-        const char *value = eq ? eq + 1 : NULL;
-        if (!value) {
-            if (ax_finetune_is_bool_key(key) && (i + 1 >= c->argc || strncmp(c->argv[i + 1], "--", 2) == 0))
-                value = "true";
-            else if (i + 1 < c->argc)
-                value = c->argv[++i];
-            else
-                return luaL_error(L, "option --%s needs a value", key);
-        }
-        char *dot = strchr(key, '.');
-        if (dot) {
-            *dot = '\0';
-            const char *tbl = strcmp(key, "arch") == 0   ? "arch_params"
-                              : strcmp(key, "task") == 0 ? "task_params"
-                              : strcmp(key, "data") == 0 ? "data"
-                              : strcmp(key, "split") == 0 ? "split"
-                                                          : NULL;
-            if (!tbl)
-                return luaL_error(L, "--%s.%s: only arch.PARAM, task.PARAM, data.KEY and split.KEY are dotted options",
-                                  key, dot + 1);
-            lua_getfield(L, cfg, tbl);
-            if (!lua_istable(L, -1)) {
-                lua_pop(L, 1);
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_setfield(L, cfg, tbl);
-            }
-            ax_finetune_push_value(L, value, false);
-            lua_setfield(L, -2, dot + 1);
-            lua_pop(L, 1);
-            continue;
-        }
-        bool known = false;
-        for (const char *const *k = ax_lua_finetune_keys; *k && !known; k++) known = strcmp(*k, key) == 0;
-        if (!known) {
-            /* let ax.finetune name the valid keys */
-            lua_pushstring(L, value);
-            lua_setfield(L, cfg, key);
-            continue;
-        }
-        ax_finetune_push_value(L, value, strcmp(key, "augs") == 0);
-        lua_setfield(L, cfg, key);
-    }
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "axon");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "finetune");
-    lua_pushvalue(L, cfg);
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "checkpoint");
-    printf("checkpoint: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "metrics");
-    int m = lua_gettop(L);
-    const char *names[4] = {"step", "loss", "val_loss", "val_dice_mean"};
-    const char *vals[4];
-    for (int k = 0; k < 4; k++) {
-        lua_getfield(L, m, names[k]);
-        vals[k] = luaL_tolstring(L, -1, NULL); /* stays on the stack */
-    }
-    printf("step %s: loss %s, val_loss %s, val_dice_mean %s\n", vals[0], vals[1], vals[2], vals[3]);
-    return 0;
-}
 
 int ax_cmd_finetune(ax_cli *cli, int argc, char **argv) {
-    ax_finetune_cli c = {0};
-    int i = 0;
-    for (; i < argc; i++) {
-        int t = ax_cli_take_plugin_path(cli, argc, argv, &i);
-        if (t < 0) return 2;
-        if (!t) break;
-    }
-    if (i < argc && strncmp(argv[i], "--", 2) != 0) c.config = argv[i++];
-    c.argc = argc - i;
-    c.argv = argv + i;
-    if (!c.config && c.argc == 0) {
-        fprintf(stderr, "axon finetune: give CONFIG.lua and/or --KEY VALUE options; see 'axon help finetune'\n");
-        return 2;
-    }
-    ax_registry *reg;
-    if (ax_registry_new(&reg) != AX_OK) {
-        fprintf(stderr, "axon: %s\n", ax_error_message());
-        return 1;
-    }
-    ax_registry_scan_default(reg, cli->plugin_path, cli->n_plugin_path);
-    for (size_t k = 0; k < ax_registry_problem_count(reg); k++)
-        AX_LOG_WARN("plugin skipped: %s", ax_registry_problem(reg, k));
-    lua_State *L = luaL_newstate();
-    if (!L) {
-        ax_registry_free(reg);
-        fprintf(stderr, "axon: out of memory\n");
-        return 1;
-    }
-    luaL_openlibs(L);
-    ax_lua_open(L, reg);
-    ax_error_clear();
-    lua_pushcfunction(L, ax_finetune_main);
-    lua_pushlightuserdata(L, &c);
-    int rc = 0;
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        fprintf(stderr, "axon finetune: %s\n", lua_tostring(L, -1));
-        rc = ax_error_status() == AX_ERR_INTERRUPTED ? 130 : 1;
-    }
-    lua_close(L);
-    ax_registry_free(reg);
-    return rc;
+    static const char *const bools[] = {"resume", "nesterov", "progress", "deep_supervision", NULL};
+    static const char *const lists[] = {"augs", NULL};
+    static const char *const metrics[] = {"loss", "val_loss", "val_dice_mean", NULL};
+    static const ax_cmd_dotted dotted[] = {{"arch", "arch_params", "PARAM"},
+                                           {"task", "task_params", "PARAM"},
+                                           {"data", "data", "KEY"},
+                                           {"split", "split", "KEY"},
+                                           {0}};
+    static const ax_cmd_config_spec spec = {.command = "finetune",
+                                            .keys = ax_lua_finetune_keys,
+                                            .bool_keys = bools,
+                                            .list_keys = lists,
+                                            .dotted = dotted,
+                                            .metrics = metrics};
+    return ax_cmd_config_run(cli, argc, argv, &spec);
 }

@@ -8,11 +8,6 @@
 #include "cli.h"
 #include "registry.h"
 
-static void ax_print_problems(const ax_registry *reg) {
-    for (size_t i = 0; i < ax_registry_problem_count(reg); i++)
-        fprintf(stderr, "axon: warn: plugin skipped: %s\n", ax_registry_problem(reg, i));
-}
-
 static json_t *ax_plugin_json(const ax_registry_item *it, int with_params) {
     const ax_plugin *p = it->plugin;
     json_t *o = json_object();
@@ -94,13 +89,8 @@ int ax_cmd_plugins(ax_cli *cli, int argc, char **argv) {
         fprintf(stderr, "axon plugins: unknown kind '%s' (method, arch, aug, task, backend)\n", kind_name);
         return 2;
     }
-    ax_registry *reg;
-    if (ax_registry_new(&reg) != AX_OK) {
-        fprintf(stderr, "axon: %s\n", ax_error_message());
-        return 1;
-    }
-    ax_registry_scan_default(reg, cli->plugin_path, cli->n_plugin_path);
-    ax_print_problems(reg);
+    ax_registry *reg = ax_cli_registry_open(cli);
+    if (!reg) return 1;
     int rc = 0;
     if (describe) {
         const ax_registry_item *it = ax_registry_find(reg, kind, describe);

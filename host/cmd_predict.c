@@ -49,14 +49,8 @@ int ax_cmd_predict(ax_cli *cli, int argc, char **argv) {
         fprintf(stderr, "axon predict: -i IN_DIR, -o OUT_DIR and -m RUN are required; see 'axon help predict'\n");
         return 2;
     }
-    ax_registry *reg;
-    if (ax_registry_new(&reg) != AX_OK) {
-        fprintf(stderr, "axon: %s\n", ax_error_message());
-        return 1;
-    }
-    ax_registry_scan_default(reg, cli->plugin_path, cli->n_plugin_path);
-    for (size_t k = 0; k < ax_registry_problem_count(reg); k++)
-        AX_LOG_WARN("plugin skipped: %s", ax_registry_problem(reg, k));
+    ax_registry *reg = ax_cli_registry_open(cli);
+    if (!reg) return 1;
     o.registry = reg;
     ax_predict_report rep;
     ax_status st = ax_predict_run(&o, &rep);

@@ -9,7 +9,7 @@
  *                              out = "runs/seg_mae", resume = true }
  *     print(seg.checkpoint, seg.metrics.val_dice_mean, seg.seconds)
  *     local p = ax.predict{ model = seg.out, input = ".../imagesTs", output = "runs/seg_mae/pred",
- *                           mirror = false }            -- p.done = {names}, p.failed = {{name =, reason =}}
+ *                           mirror = false, device = "cuda:0" }  -- p.done = {names}, p.failed = {{name =, reason =}}
  *     local e = ax.evaluate{ pred = "runs/seg_mae/pred", ref = ".../labelsTs", classes = 5,
  *                            out = "runs/seg_mae/eval.json" }
  *     print(e.mean.dice_mean, e.mean.dice["1"], e.cases[1].name)
@@ -21,6 +21,9 @@
  * (at `spacing`, validation split `split = {fraction =, min =, max =,
  * seed =}`). lr defaults to 1e-3 with init and 1e-2 without (SGD; AdamW
  * 1e-4 / 3e-4 with weight decay 0.05), the reference's CNN recipe.
+ * device ("cpu", "cuda", "cuda:N"; default $AXON_DEVICE, else the CPU) and
+ * amp ("bf16", "off") as for ax.pretrain; ax.predict takes device too.
+ * The keys both runners share are read by ax_lua_runner_read (lua_config.h).
  */
 #ifndef AXON_HOST_LUA_FINETUNE_H
 #define AXON_HOST_LUA_FINETUNE_H

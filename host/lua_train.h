@@ -12,7 +12,10 @@
  * exclude_modalities =, skip_missing =} (axon/dataset.h); the last two are
  * preprocessed into <out>/cache first (at `spacing`, default each case's own;
  * up-to-date cases are kept). Other keys: ax_lua_pretrain_keys, mapped onto
- * ax_pretrain_opts / ax_train_opts (host/train_pretrain.h, train_core.h).
+ * ax_pretrain_opts / ax_train_opts (host/train_pretrain.h, train_core.h);
+ * device ("cpu", "cuda", "cuda:N"; default $AXON_DEVICE, else the CPU) and
+ * amp ("bf16", "off"). The keys ax.finetune shares are read by
+ * ax_lua_runner_read (lua_config.h).
  *     local ck = ax.load_checkpoint(run.checkpoint)   -- rebuilt from metadata alone
  *     local y = ck.net:forward(x)                     -- an axon.net (host/lua_arch.h)
  */

@@ -91,8 +91,8 @@ typedef struct ax_train_opts {
     const char *const *meta_keys;
     const char *const *meta_values;
     /* [optional] where the net trains: "cpu", "cuda", "cuda:N"; NULL: where the
-     * net already is (the pre-training runner passes $AXON_DEVICE, else "cpu",
-     * from ax_device_default). The net is moved there for the run
+     * net already is (the runners pass $AXON_DEVICE, else "cpu", from
+     * ax_train_device_resolve). The net is moved there for the run
      * (ax_module_to_device) and back to where it was when the run ends; the
      * hooks receive it there and must put their batches on its device
      * (ax_train_to_net_device). Syncs with a GPU per step: the logged loss

@@ -16,15 +16,15 @@
 #include "axon/safetensors.h"
 #include "axon/segment.h"
 #include "train_checkpoint.h"
+#include "train_setup.h"
 
 ax_finetune_opts ax_finetune_opts_default(void) {
     ax_finetune_opts o;
     memset(&o, 0, sizeof o);
     o.train = ax_train_opts_default();
     o.split = ax_split_opts_default();
-    o.patch[0] = o.patch[1] = o.patch[2] = 64;
-    o.batch = 2;
-    o.oversample_fg = 0.33;
+    o.input = ax_train_input_default();
+    o.input.oversample_fg = 0.33;
     o.warmup = -1;
     o.decoder_steps = -1;
     return o;
@@ -112,12 +112,15 @@ static ax_status ax_ft_train_loss(void *ctx, int64_t step, ax_tensor **loss) {
                         (long long)step);
     }
     f->next_step = step + 1;
-    ax_tensor *outs[16] = {0};
+    ax_tensor *outs[16] = {0}, *x = NULL;
     int n = 0;
-    st = ax_ft_outputs(f, b.image, outs, &n);
+    st = ax_train_to_net_device(f->net, b.image, &x);
+    if (st == AX_OK) st = ax_ft_outputs(f, x, outs, &n);
+    /* the label stays on the CPU: the task resizes it there and moves it to the outputs' device */
     if (st == AX_OK) st = f->task->loss(f->task_self, outs, n, b.label, loss);
     for (int i = 0; i < n; i++)
         ax_tensor_free(outs[i]);
+    ax_tensor_free(x);
     ax_batch_clear(&b);
     return st;
 }
@@ -138,7 +141,7 @@ static ax_status ax_ft_val_loss(void *ctx, double *out) {
     ax_ft *f = ctx;
     ax_sliding_window sw = ax_sliding_window_default();
     for (int i = 0; i < 3; i++)
-        sw.patch[i] = f->o->patch[i];
+        sw.patch[i] = f->o->input.patch[i];
     sw.mirror_axes = 0; /* validation: no test-time mirroring, for speed */
     double loss_sum = 0;
     int K = (int)f->classes;
@@ -150,9 +153,12 @@ static ax_status ax_ft_val_loss(void *ctx, double *out) {
     for (size_t i = 0; i < f->n_val && st == AX_OK; i++) {
         ax_tensor *x = NULL, *y = NULL, *logits = NULL, *loss = NULL, *lab = NULL, *ref = NULL;
         st = ax_ft_case_tensors(f->val[i], &x, &y);
+        double v = NAN;
+        /* windows run on the net's device; the logits come back to the CPU */
         if (st == AX_OK) st = ax_sliding_window_predict(&logits, f->net, x, &sw);
         if (st == AX_OK) st = f->task->loss(f->task_self, &logits, 1, y, &loss);
-        if (st == AX_OK) loss_sum += ax_tensor_get(loss, 0);
+        if (st == AX_OK) st = ax_train_scalar(loss, &v);
+        if (st == AX_OK) loss_sum += v;
         if (st == AX_OK) st = ax_seg_argmax(&lab, logits);
         if (st == AX_OK) st = ax_tensor_reshape(&ref, y, 3, lab->shape);
         double d[256];
@@ -177,8 +183,8 @@ static ax_status ax_ft_val_loss(void *ctx, double *out) {
 /* ---- setup -------------------------------------------------------------------------------- */
 
 static ax_status ax_ft_check(const ax_finetune_opts *o) {
-    if ((!o->data || !*o->data) && !o->dataset && !o->dataset_object)
-        return AX_ERROR(AX_ERR_INVALID, "finetune: 'data' (a cache folder or a dataset) is required");
+    ax_status st = ax_train_input_check(&o->input, "finetune");
+    if (st != AX_OK) return st;
     if (!o->task || o->task->item->plugin->kind != AX_PLUGIN_TASK)
         return AX_ERROR(AX_ERR_INVALID, "finetune: 'task' must be a TASK plugin instance");
     const ax_task_ops *t = o->task->ops;
@@ -191,14 +197,6 @@ static ax_status ax_ft_check(const ax_finetune_opts *o) {
         return AX_ERROR(AX_ERR_INVALID, "finetune: 'arch' must be an ARCH plugin instance");
     if (!o->arch && !o->registry)
         return AX_ERROR(AX_ERR_INVALID, "finetune: rebuilding the arch from 'init' needs the plugin registry");
-    for (size_t i = 0; i < o->n_augs; i++)
-        if (!o->augs[i] || o->augs[i]->item->plugin->kind != AX_PLUGIN_AUG)
-            return AX_ERROR(AX_ERR_INVALID, "finetune: augs[%zu] is not an AUG plugin instance", i + 1);
-    for (int i = 0; i < 3; i++)
-        if (o->patch[i] < 1)
-            return AX_ERROR(AX_ERR_INVALID, "finetune: patch sizes must be >= 1, got %d,%d,%d", o->patch[0],
-                            o->patch[1], o->patch[2]);
-    if (o->batch < 1) return AX_ERROR(AX_ERR_INVALID, "finetune: batch must be >= 1, got %d", o->batch);
     if (o->val_cases < 0) return AX_ERROR(AX_ERR_INVALID, "finetune: val_cases must be >= 0");
     return AX_OK;
 }
@@ -227,35 +225,6 @@ static ax_status ax_ft_arch_from_checkpoint(ax_registry *reg, const char *path, 
     return ax_instance_new(out, it, p);
 }
 
-static ax_status ax_ft_preprocess(const ax_finetune_opts *o, char *cache, size_t n) {
-    if ((size_t)snprintf(cache, n, "%s/cache", o->train.out) >= n)
-        return AX_ERROR(AX_ERR_INVALID, "path too long: %s", o->train.out);
-    ax_dataset *ds = NULL;
-    ax_status st = o->dataset_object ? AX_OK : ax_dataset_open(&ds, o->dataset);
-    if (st != AX_OK) return st;
-    ax_preprocess_opts po = ax_preprocess_opts_default();
-    po.out = cache;
-    memcpy(po.spacing, o->spacing, sizeof po.spacing);
-    po.threads = o->threads;
-    po.split = o->split;
-    if (o->train.progress != 0) po.progress = ax_preprocess_progress_print;
-    ax_preprocess_report rep;
-    memset(&rep, 0, sizeof rep);
-    st = ax_preprocess_run(o->dataset_object ? o->dataset_object : ds, &po, &rep);
-    for (size_t i = 0; i < rep.n_failed; i++)
-        AX_LOG_WARN("preprocess: %s skipped: %s", rep.failed_names[i], rep.failed_reasons[i]);
-    ax_preprocess_report_free(&rep);
-    ax_dataset_free(ds);
-    return st;
-}
-
-static json_t *ax_ft_plugin_json(const ax_instance *inst) {
-    char *pj = ax_checkpoint_params_json(inst->params);
-    json_t *params = pj ? json_loads(pj, 0, NULL) : NULL;
-    free(pj);
-    return json_pack("{s:s,s:o}", "name", inst->item->plugin->name, "params", params ? params : json_object());
-}
-
 /* The cache's preprocessing, as predict must repeat it. */
 static json_t *ax_ft_preprocess_json(const char *cache, const ax_case *c) {
     json_t *meta = json_loads(c->json, 0, NULL);
@@ -277,94 +246,28 @@ static json_t *ax_ft_preprocess_json(const char *cache, const ax_case *c) {
 static char *ax_ft_config_json(const ax_finetune_opts *o, const ax_instance *arch, int64_t in_ch, int64_t out_ch,
                                const json_t *pp, int64_t warmup, int64_t decoder_steps) {
     const ax_train_opts *t = &o->train;
-    json_t *j = json_object();
-    json_object_set_new(j, "runner", json_string("finetune"));
-    json_object_set_new(j, "data", json_string(o->data));
-    json_object_set_new(j, "out", json_string(t->out));
-    json_object_set_new(j, "task", ax_ft_plugin_json(o->task));
-    json_object_set_new(j, "arch", ax_ft_plugin_json(arch));
+    json_t *j = ax_train_config_begin("finetune", o->input.data, t->out);
+    json_object_set_new(j, "task", ax_train_plugin_json(o->task));
+    json_object_set_new(j, "arch", ax_train_plugin_json(arch));
     json_object_set_new(j, "init", o->init ? json_string(o->init) : json_null());
-    json_t *augs = json_array();
-    for (size_t i = 0; i < o->n_augs; i++)
-        json_array_append_new(augs, ax_ft_plugin_json(o->augs[i]));
-    json_object_set_new(j, "augs", augs);
+    json_object_set_new(j, "augs", ax_train_augs_json(o->input.augs, o->input.n_augs));
     json_object_set_new(j, "in_channels", json_integer(in_ch));
     json_object_set_new(j, "out_channels", json_integer(out_ch));
     json_object_set_new(j, "preprocess", json_deep_copy(pp));
-    json_object_set_new(j, "patch", json_pack("[iii]", o->patch[0], o->patch[1], o->patch[2]));
-    json_object_set_new(j, "batch", json_integer(o->batch));
-    json_object_set_new(j, "steps", json_integer(t->steps));
-    json_object_set_new(j, "seed", json_integer((json_int_t)t->seed));
-    json_t *opt = json_object();
-    json_object_set_new(opt, "kind", json_string(ax_optim_kind_name(t->optim.kind)));
-    json_object_set_new(opt, "lr", json_real(t->optim.lr));
-    json_object_set_new(opt, "weight_decay", json_real(t->optim.weight_decay));
-    if (t->optim.kind == AX_OPTIM_SGD) {
-        json_object_set_new(opt, "momentum", json_real(t->optim.momentum));
-        json_object_set_new(opt, "nesterov", json_boolean(t->optim.nesterov));
-    } else {
-        json_object_set_new(opt, "betas", json_pack("[ff]", t->optim.beta1, t->optim.beta2));
-        json_object_set_new(opt, "eps", json_real(t->optim.eps));
-    }
-    json_object_set_new(j, "optim", opt);
+    ax_train_config_add_run(j, &o->input, t);
     json_object_set_new(j, "schedule",
                         json_pack("{s:s,s:I,s:I}", "kind",
                                   o->schedule == AX_FINETUNE_SAWTOOTH ? "sawtooth" : "warmup_poly", "warmup",
                                   (json_int_t)warmup, "decoder_steps", (json_int_t)decoder_steps));
     json_object_set_new(j, "deep_supervision", json_boolean(o->deep_supervision));
-    json_object_set_new(j, "oversample_fg", json_real(o->oversample_fg));
+    json_object_set_new(j, "oversample_fg", json_real(o->input.oversample_fg));
     json_object_set_new(j, "clip", json_real(t->clip));
     json_object_set_new(j, "save_every", json_integer(t->save_every));
     json_object_set_new(j, "val_every", json_integer(t->val_every));
     json_object_set_new(j, "val_cases", json_integer(o->val_cases));
-    json_object_set_new(j, "threads", json_integer(o->threads));
+    json_object_set_new(j, "threads", json_integer(o->input.threads));
     json_object_set_new(j, "resume", json_boolean(t->resume));
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
-}
-
-static ax_status ax_ft_meta_add(ax_checkpoint_meta *m, const char *k, char *v) {
-    if (!v) return AX_ERROR(AX_ERR_NOMEM, "out of memory");
-    if (m->n >= sizeof m->keys / sizeof m->keys[0]) {
-        free(v);
-        return AX_ERROR(AX_ERR_INTERNAL, "checkpoint metadata: too many keys");
-    }
-    m->keys[m->n] = strdup(k);
-    m->values[m->n] = v;
-    if (!m->keys[m->n]) {
-        free(v);
-        return AX_ERROR(AX_ERR_NOMEM, "out of memory");
-    }
-    m->n++;
-    return AX_OK;
-}
-
-static ax_status ax_ft_loader(ax_loader **ld, const ax_finetune_opts *o, char **paths, size_t n) {
-    ax_loader_opts lo = ax_loader_opts_default();
-    ax_loader_aug *augs = NULL;
-    if (o->n_augs) {
-        augs = calloc(o->n_augs, sizeof *augs);
-        if (!augs) return AX_ERROR(AX_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; i < o->n_augs; i++) {
-            augs[i].ops = o->augs[i]->ops;
-            augs[i].self = o->augs[i]->self;
-            augs[i].name = o->augs[i]->item->plugin->name;
-        }
-    }
-    lo.paths = (const char *const *)paths;
-    lo.n_paths = n;
-    memcpy(lo.patch, o->patch, sizeof lo.patch);
-    lo.batch = o->batch;
-    lo.threads = o->threads;
-    lo.seed = o->train.seed;
-    lo.oversample_fg = o->oversample_fg;
-    lo.augs = augs;
-    lo.n_augs = o->n_augs;
-    lo.labels = true;
-    ax_status st = ax_loader_new(ld, &lo);
-    free(augs);
-    return st;
+    return ax_train_config_dump(j);
 }
 
 static bool ax_ft_has_prefix(const char *name, const char *prefix) {
@@ -400,28 +303,23 @@ static ax_status ax_ft_collect_frozen(ax_ft *f, const ax_arch_plan *plan, bool a
 ax_status ax_finetune_run(const ax_finetune_opts *o, ax_finetune_result *res) {
     memset(res, 0, sizeof *res);
     ax_train_result *tr = &res->train;
-    tr->loss = tr->lr = tr->grad_norm = tr->val_loss = tr->first_val_loss = NAN;
+    ax_train_result_reset(tr);
     res->val_dice_mean = NAN;
     for (int i = 0; i < AX_FINETUNE_MAX_CLASSES; i++)
         res->val_dice[i] = NAN;
     ax_status st = ax_ft_check(o);
     if (st != AX_OK) return st;
-
-    ax_finetune_opts oo = *o;
-    char cache[AX_TRAIN_PATH_MAX];
-    if (!o->data || !*o->data) {
-        if ((st = ax_train_mkdirs(o->train.out)) != AX_OK) return st;
-        if ((st = ax_ft_preprocess(o, cache, sizeof cache)) != AX_OK) return st;
-        oo.data = cache;
-    }
+    ax_finetune_opts oo = *o; /* device resolved, data pointing at the cache */
+    ax_train_opts t = o->train;
+    char devname[32], cache[AX_TRAIN_PATH_MAX];
+    if ((st = ax_train_prepare(&t, &oo.input, &o->split, devname, cache)) != AX_OK) return st;
     o = &oo;
     ax_ft f;
     memset(&f, 0, sizeof f);
     f.o = o;
     f.task = o->task->ops;
     f.task_self = o->task->self;
-    char **trp = NULL, **vap = NULL;
-    size_t ntr = 0, nva = 0;
+    ax_train_lists l = {0};
     ax_case *c0 = NULL;
     ax_instance *own_arch = NULL;
     ax_checkpoint_meta meta = {0};
@@ -429,19 +327,15 @@ ax_status ax_finetune_run(const ax_finetune_opts *o, ax_finetune_result *res) {
     json_t *pp = NULL;
     ax_transfer_report rep = {0};
 
-    if ((st = ax_cache_list(o->data, "train", &trp, &ntr)) != AX_OK) goto out;
-    if (ntr == 0) {
-        st = AX_ERROR(AX_ERR_INVALID, "%s: the cache has no training cases", o->data);
-        goto out;
-    }
-    if ((st = ax_cache_list(o->data, "val", &vap, &nva)) != AX_OK) goto out;
-    if ((st = ax_case_open(&c0, trp[0])) != AX_OK) goto out;
+    if ((st = ax_train_lists_open(&l, o->input.data)) != AX_OK) goto out;
+    if ((st = ax_case_open(&c0, l.train[0])) != AX_OK) goto out;
     if (!c0->label) {
-        st = AX_ERROR(AX_ERR_INVALID, "%s: the case has no label map: fine-tuning needs a labelled dataset", trp[0]);
+        st = AX_ERROR(AX_ERR_INVALID, "%s: the case has no label map: fine-tuning needs a labelled dataset",
+                      l.train[0]);
         goto out;
     }
     int64_t in_ch = c0->channels, out_ch = 0;
-    if (!(pp = ax_ft_preprocess_json(o->data, c0))) {
+    if (!(pp = ax_ft_preprocess_json(o->input.data, c0))) {
         st = AX_ERROR(AX_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -456,28 +350,10 @@ ax_status ax_finetune_run(const ax_finetune_opts *o, ax_finetune_result *res) {
     }
     f.arch_ops = arch->ops;
     f.arch_self = arch->self;
-    if (!f.arch_ops->build || !f.arch_ops->plan) {
-        st = AX_ERROR(AX_ERR_UNSUPPORTED, "arch '%s' has no build()/plan() (built for ABI 1.0?)",
-                      arch->item->plugin->name);
-        goto out;
-    }
     ax_arch_plan plan;
-    memset(&plan, 0, sizeof plan);
-    if ((st = f.arch_ops->plan(arch->self, &plan)) != AX_OK) goto out;
-    for (int i = 0; i < 3; i++)
-        if (plan.divisor[i] > 1 && o->patch[i] % plan.divisor[i] != 0) {
-            st = AX_ERROR(AX_ERR_INVALID,
-                          "finetune: patch %d,%d,%d is not a multiple of %d,%d,%d, which arch '%s' needs", o->patch[0],
-                          o->patch[1], o->patch[2], plan.divisor[0], plan.divisor[1], plan.divisor[2],
-                          arch->item->plugin->name);
-            goto out;
-        }
-    ax_rng init;
-    ax_rng_init(&init, o->train.seed, AX_FINETUNE_INIT_STREAM);
-    if ((st = f.arch_ops->build(arch->self, &f.net, in_ch, out_ch, &init)) != AX_OK) {
-        ax_error_prefix("arch '%s': build", arch->item->plugin->name);
+    if ((st = ax_train_net_build(&f.net, &plan, arch, "finetune", o->input.patch, t.seed,
+                                 AX_FINETUNE_INIT_STREAM, in_ch, out_ch)) != AX_OK)
         goto out;
-    }
     if (o->init) {
         if ((st = ax_transfer_pretrained(f.net, o->init, &plan, in_ch, &rep)) != AX_OK) {
             ax_error_prefix("finetune: init");
@@ -504,30 +380,25 @@ ax_status ax_finetune_run(const ax_finetune_opts *o, ax_finetune_result *res) {
 
     /* checkpoint metadata: rebuild + how to predict */
     if ((st = ax_checkpoint_meta_build(&meta, arch, NULL, in_ch, out_ch)) != AX_OK) goto out;
-    if ((st = ax_ft_meta_add(&meta, "task", strdup(o->task->item->plugin->name))) != AX_OK) goto out;
-    if ((st = ax_ft_meta_add(&meta, "task_params", ax_checkpoint_params_json(o->task->params))) != AX_OK) goto out;
+    if ((st = ax_train_meta_add(&meta, "task", strdup(o->task->item->plugin->name))) != AX_OK) goto out;
+    if ((st = ax_train_meta_add(&meta, "task_params", ax_checkpoint_params_json(o->task->params))) != AX_OK)
+        goto out;
     char patch_txt[64];
-    snprintf(patch_txt, sizeof patch_txt, "[%d,%d,%d]", o->patch[0], o->patch[1], o->patch[2]);
-    if ((st = ax_ft_meta_add(&meta, "patch", strdup(patch_txt))) != AX_OK) goto out;
-    if ((st = ax_ft_meta_add(&meta, "preprocess", json_dumps(pp, JSON_COMPACT | JSON_PRESERVE_ORDER))) != AX_OK)
+    snprintf(patch_txt, sizeof patch_txt, "[%d,%d,%d]", o->input.patch[0], o->input.patch[1], o->input.patch[2]);
+    if ((st = ax_train_meta_add(&meta, "patch", strdup(patch_txt))) != AX_OK) goto out;
+    if ((st = ax_train_meta_add(&meta, "preprocess", json_dumps(pp, JSON_COMPACT | JSON_PRESERVE_ORDER))) != AX_OK)
         goto out;
 
-    ax_train_opts t = o->train;
     t.schedule.kind = AX_LR_POLY;
     t.schedule.warmup_steps = 0;
     if (!(config = ax_ft_config_json(o, arch, in_ch, out_ch, pp, f.warmup, f.decoder_steps))) {
         st = AX_ERROR(AX_ERR_NOMEM, "out of memory");
         goto out;
     }
-    t.config_json = config;
-    t.n_meta = meta.n;
-    t.meta_keys = (const char *const *)meta.keys;
-    t.meta_values = (const char *const *)meta.values;
-
-    if ((st = ax_ft_loader(&f.train, o, trp, ntr)) != AX_OK) goto out;
-    if (nva == 0) AX_LOG_WARN("%s: no validation cases; validating on training cases", o->data);
-    char **vsrc = nva ? vap : trp;
-    size_t nv = nva ? nva : ntr;
+    ax_train_opts_attach(&t, config, &meta);
+    if ((st = ax_train_loader_new(&f.train, &o->input, l.train, l.n_train, t.seed, true, true)) != AX_OK) goto out;
+    char **vsrc = l.n_val ? l.val : l.train;
+    size_t nv = l.n_val ? l.n_val : l.n_train;
     if (o->val_cases > 0 && (size_t)o->val_cases < nv) nv = (size_t)o->val_cases;
     f.val = calloc(nv ? nv : 1, sizeof *f.val);
     if (!f.val) {
@@ -573,7 +444,6 @@ out:
     json_decref(pp);
     free(config);
     ax_case_close(c0);
-    if (trp) ax_cache_paths_free(trp, ntr);
-    if (vap) ax_cache_paths_free(vap, nva);
+    ax_train_lists_clear(&l);
     return st;
 }

@@ -9,11 +9,11 @@
  *
  *     ax_finetune_opts o = ax_finetune_opts_default();
  *     o.train.out = "runs/seg"; o.train.steps = 1000;
- *     o.data = "runs/seg/cache";            // or o.dataset: preprocessed into out/cache
+ *     o.input.data = "runs/seg/cache";      // or o.input.dataset: preprocessed into out/cache
  *     o.task = seg;                         // ax_instance of "segmentation" (borrowed)
  *     o.init = "runs/mae/checkpoints/latest.safetensors";   // [optional]
  *     o.registry = reg;                     // to rebuild the arch from init when o.arch is NULL
- *     o.patch[0] = o.patch[1] = o.patch[2] = 64;
+ *     o.input.patch[0] = o.input.patch[1] = o.input.patch[2] = 64;
  *     ax_finetune_result r;
  *     if (ax_finetune_run(&o, &r) != AX_OK) fprintf(stderr, "axon: %s\n", ax_error_message());
  *
@@ -50,6 +50,7 @@
 #include "axon/dataset.h"
 #include "registry.h"
 #include "train_core.h"
+#include "train_setup.h"
 
 #define AX_FINETUNE_VAL_SALT 0x76616c6964ull  /* "valid" */
 #define AX_FINETUNE_INIT_STREAM 0x696e6974ull /* "init": weight initialisation */
@@ -62,21 +63,13 @@ typedef enum ax_finetune_schedule {
 
 typedef struct ax_finetune_opts {
     ax_train_opts train;        /* loop, optimizer, checkpoints (its schedule is set from the fields below) */
-    const char *data;           /* cache folder (index.json), or NULL with dataset / dataset_object */
-    const ax_dataset_opts *dataset;   /* [optional] preprocessed into <out>/cache first */
-    const ax_dataset *dataset_object; /* [optional] the same, already open (borrowed) */
-    double spacing[3];          /* preprocessing target (all 0: each case's own) */
+    ax_train_input input;       /* data, augmentations, patch, batch, loader threads (train_setup.h;
+                                 * oversample_fg default 0.33, nnU-Net's) */
     ax_split_opts split;        /* validation split of the preprocessing */
     const ax_instance *task;    /* TASK instance (borrowed) */
     const ax_instance *arch;    /* [optional with init] ARCH instance (borrowed) */
     const char *init;           /* [optional] pre-training checkpoint: stem + encoder are transferred */
     ax_registry *registry;      /* [optional] to rebuild the arch from init's metadata */
-    const ax_instance *const *augs; /* [optional] AUG instances in order (borrowed) */
-    size_t n_augs;
-    int32_t patch[3];           /* D, H, W (default 64^3) */
-    int32_t batch;              /* default 2 */
-    int32_t threads;            /* loader threads (0: online CPUs) */
-    double oversample_fg;       /* default 0.33 (nnU-Net) */
     ax_finetune_schedule schedule;
     int64_t warmup;             /* whole-network warm-up steps (-1: steps / 20, the reference's 50 of 1000) */
     int64_t decoder_steps;      /* sawtooth: decoder-only steps (-1: steps / 20) */
@@ -116,6 +109,8 @@ typedef struct ax_predict_opts {
     int mirror;                 /* test-time mirroring: 1 on, 0 off, -1 the task's setting */
     int32_t threads;            /* preprocessing threads (0: online CPUs) */
     int progress;               /* 0 quiet, else a line per case on stderr */
+    const char *device;         /* [optional] where the network runs: "cpu", "cuda", "cuda:N"; NULL:
+                                 * $AXON_DEVICE, else the CPU. Label maps are decoded on the CPU. */
 } ax_predict_opts;
 
 ax_predict_opts ax_predict_opts_default(void);

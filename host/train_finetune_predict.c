@@ -25,6 +25,7 @@
 #include "axon/segment.h"
 #include "axon/volume.h"
 #include "train_checkpoint.h"
+#include "train_setup.h"
 
 ax_predict_opts ax_predict_opts_default(void) {
     ax_predict_opts o;
@@ -308,8 +309,16 @@ static ax_status ax_pmodel_load(ax_pmodel *m, const ax_predict_opts *o) {
     if ((st = ax_instance_new(&m->task, it, p)) != AX_OK) return st;
     const ax_task_ops *t = m->task->ops;
     if (!t->predict || !t->decode) return AX_ERROR(AX_ERR_UNSUPPORTED, "task '%s' has no predict()/decode()", task);
+    char devname[32];
+    const char *device = NULL;
+    ax_device dev;
+    if ((st = ax_train_device_resolve(o->device, devname, &device)) != AX_OK) return st;
     if ((st = ax_checkpoint_rebuild(o->registry, m->ckpt, &m->net, &m->arch, &m->info)) != AX_OK) return st;
     ax_module_train(m->net, false);
+    /* the task's sliding window moves each window to the net's device and its logits back */
+    if (ax_device_parse(device, &dev) == AX_OK && dev.type != AX_DEVICE_CPU &&
+        (st = ax_module_to_device(m->net, dev)) != AX_OK)
+        return ax_error_prefix("device %s", device);
     return AX_OK;
 }
 

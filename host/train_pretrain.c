@@ -13,13 +13,13 @@
 #include "axon/log.h"
 #include "axon/preprocess.h"
 #include "train_checkpoint.h"
+#include "train_setup.h"
 
 ax_pretrain_opts ax_pretrain_opts_default(void) {
     ax_pretrain_opts o;
     memset(&o, 0, sizeof o);
     o.train = ax_train_opts_default();
-    o.patch[0] = o.patch[1] = o.patch[2] = 64;
-    o.batch = 2;
+    o.input = ax_train_input_default();
     o.val_batches = 2;
     return o;
 }
@@ -113,43 +113,16 @@ static ax_status ax_pretrain_val_loss(void *ctx, double *out) {
 
 /* ---- the resolved configuration -------------------------------------------------- */
 
-static json_t *ax_pretrain_plugin_json(const ax_instance *inst) {
-    char *pj = ax_checkpoint_params_json(inst->params); /* what was set: presets resolve in the plugin */
-    json_t *params = pj ? json_loads(pj, 0, NULL) : NULL;
-    free(pj);
-    return json_pack("{s:s,s:o}", "name", inst->item->plugin->name, "params", params ? params : json_object());
-}
-
 static char *ax_pretrain_config_json(const ax_pretrain_opts *o, int64_t in_ch, int64_t out_ch,
                                      const ax_lr_schedule *sched) {
     const ax_train_opts *t = &o->train;
-    json_t *j = json_object();
-    json_object_set_new(j, "runner", json_string("pretrain"));
-    json_object_set_new(j, "data", json_string(o->data));
-    json_object_set_new(j, "out", json_string(t->out));
-    json_object_set_new(j, "arch", ax_pretrain_plugin_json(o->arch));
-    json_object_set_new(j, "method", ax_pretrain_plugin_json(o->method));
-    json_t *augs = json_array();
-    for (size_t i = 0; i < o->n_augs; i++) json_array_append_new(augs, ax_pretrain_plugin_json(o->augs[i]));
-    json_object_set_new(j, "augs", augs);
+    json_t *j = ax_train_config_begin("pretrain", o->input.data, t->out);
+    json_object_set_new(j, "arch", ax_train_plugin_json(o->arch));
+    json_object_set_new(j, "method", ax_train_plugin_json(o->method));
+    json_object_set_new(j, "augs", ax_train_augs_json(o->input.augs, o->input.n_augs));
     json_object_set_new(j, "in_channels", json_integer(in_ch));
     json_object_set_new(j, "out_channels", json_integer(out_ch));
-    json_object_set_new(j, "patch", json_pack("[iii]", o->patch[0], o->patch[1], o->patch[2]));
-    json_object_set_new(j, "batch", json_integer(o->batch));
-    json_object_set_new(j, "steps", json_integer(t->steps));
-    json_object_set_new(j, "seed", json_integer((json_int_t)t->seed));
-    json_t *opt = json_object();
-    json_object_set_new(opt, "kind", json_string(ax_optim_kind_name(t->optim.kind)));
-    json_object_set_new(opt, "lr", json_real(t->optim.lr));
-    json_object_set_new(opt, "weight_decay", json_real(t->optim.weight_decay));
-    if (t->optim.kind == AX_OPTIM_SGD) {
-        json_object_set_new(opt, "momentum", json_real(t->optim.momentum));
-        json_object_set_new(opt, "nesterov", json_boolean(t->optim.nesterov));
-    } else {
-        json_object_set_new(opt, "betas", json_pack("[ff]", t->optim.beta1, t->optim.beta2));
-        json_object_set_new(opt, "eps", json_real(t->optim.eps));
-    }
-    json_object_set_new(j, "optim", opt);
+    ax_train_config_add_run(j, &o->input, t);
     json_object_set_new(j, "schedule",
                         json_pack("{s:s,s:I,s:f,s:f}", "kind", ax_lr_kind_name(sched->kind), "warmup",
                                   (json_int_t)sched->warmup_steps, "power", sched->power, "min_lr", sched->min_lr));
@@ -159,154 +132,55 @@ static char *ax_pretrain_config_json(const ax_pretrain_opts *o, int64_t in_ch, i
     json_object_set_new(j, "val_every", json_integer(t->val_every));
     json_object_set_new(j, "val_batches", json_integer(o->val_batches));
     json_object_set_new(j, "max_nonfinite", json_integer(t->max_nonfinite));
-    json_object_set_new(j, "threads", json_integer(o->threads));
+    json_object_set_new(j, "threads", json_integer(o->input.threads));
     json_object_set_new(j, "resume", json_boolean(t->resume));
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return s;
+    return ax_train_config_dump(j);
 }
 
 /* ---- setup ------------------------------------------------------------------------- */
 
 static ax_status ax_pretrain_check(const ax_pretrain_opts *o) {
-    if ((!o->data || !*o->data) && !o->dataset && !o->dataset_object)
-        return AX_ERROR(AX_ERR_INVALID, "pretrain: 'data' (a cache folder or a dataset) is required");
+    ax_status st = ax_train_input_check(&o->input, "pretrain");
+    if (st != AX_OK) return st;
     if (!o->arch || o->arch->item->plugin->kind != AX_PLUGIN_ARCH)
         return AX_ERROR(AX_ERR_INVALID, "pretrain: 'arch' must be an ARCH plugin instance");
     if (!o->method || o->method->item->plugin->kind != AX_PLUGIN_METHOD)
         return AX_ERROR(AX_ERR_INVALID, "pretrain: 'method' must be a METHOD plugin instance");
-    for (size_t i = 0; i < o->n_augs; i++)
-        if (!o->augs[i] || o->augs[i]->item->plugin->kind != AX_PLUGIN_AUG)
-            return AX_ERROR(AX_ERR_INVALID, "pretrain: augs[%zu] is not an AUG plugin instance", i + 1);
     const ax_method_ops *m = o->method->ops;
     if (!m->loss || !m->out_channels)
         return AX_ERROR(AX_ERR_UNSUPPORTED, "method '%s' has no loss()/out_channels() (built for ABI 1.0?)",
                         o->method->item->plugin->name);
-    const ax_arch_ops *a = o->arch->ops;
-    if (!a->build || !a->plan)
-        return AX_ERROR(AX_ERR_UNSUPPORTED, "arch '%s' has no build()/plan() (built for ABI 1.0?)",
-                        o->arch->item->plugin->name);
-    for (int i = 0; i < 3; i++)
-        if (o->patch[i] < 1)
-            return AX_ERROR(AX_ERR_INVALID, "pretrain: patch sizes must be >= 1, got %d,%d,%d", o->patch[0],
-                            o->patch[1], o->patch[2]);
-    if (o->batch < 1) return AX_ERROR(AX_ERR_INVALID, "pretrain: batch must be >= 1, got %d", o->batch);
     if (o->val_batches < 1)
         return AX_ERROR(AX_ERR_INVALID, "pretrain: val_batches must be >= 1, got %d", o->val_batches);
     return AX_OK;
 }
 
-/* The dataset preprocessed into <out>/cache (path written to cache). */
-static ax_status ax_pretrain_preprocess(const ax_pretrain_opts *o, char *cache, size_t n) {
-    if ((size_t)snprintf(cache, n, "%s/cache", o->train.out) >= n)
-        return AX_ERROR(AX_ERR_INVALID, "path too long: %s", o->train.out);
-    ax_dataset *ds = NULL;
-    ax_status st = o->dataset_object ? AX_OK : ax_dataset_open(&ds, o->dataset);
-    if (st != AX_OK) return st;
-    ax_preprocess_opts po = ax_preprocess_opts_default();
-    po.out = cache;
-    memcpy(po.spacing, o->spacing, sizeof po.spacing);
-    po.threads = o->threads;
-    if (o->train.progress != 0) po.progress = ax_preprocess_progress_print;
-    ax_preprocess_report rep;
-    memset(&rep, 0, sizeof rep);
-    st = ax_preprocess_run(o->dataset_object ? o->dataset_object : ds, &po, &rep);
-    for (size_t i = 0; i < rep.n_failed; i++)
-        AX_LOG_WARN("preprocess: %s skipped: %s", rep.failed_names[i], rep.failed_reasons[i]);
-    ax_preprocess_report_free(&rep);
-    ax_dataset_free(ds);
-    return st;
-}
-
-static ax_status ax_pretrain_loader(ax_loader **ld, const ax_pretrain_opts *o, char **paths, size_t n, uint64_t seed,
-                                    bool augment) {
-    ax_loader_opts lo = ax_loader_opts_default();
-    ax_loader_aug *augs = NULL;
-    if (augment && o->n_augs) {
-        augs = calloc(o->n_augs, sizeof *augs);
-        if (!augs) return AX_ERROR(AX_ERR_NOMEM, "out of memory");
-        for (size_t i = 0; i < o->n_augs; i++) {
-            augs[i].ops = o->augs[i]->ops;
-            augs[i].self = o->augs[i]->self;
-            augs[i].name = o->augs[i]->item->plugin->name;
-        }
-    }
-    lo.paths = (const char *const *)paths;
-    lo.n_paths = n;
-    memcpy(lo.patch, o->patch, sizeof lo.patch);
-    lo.batch = o->batch;
-    lo.threads = o->threads;
-    lo.seed = seed;
-    lo.oversample_fg = o->oversample_fg;
-    lo.augs = augs;
-    lo.n_augs = augment ? o->n_augs : 0;
-    ax_status st = ax_loader_new(ld, &lo);
-    free(augs); /* the loader copies the chain */
-    return st;
-}
-
 ax_status ax_pretrain_run(const ax_pretrain_opts *o, ax_train_result *res) {
-    memset(res, 0, sizeof *res);
-    res->loss = res->lr = res->grad_norm = res->val_loss = res->first_val_loss = NAN;
+    ax_train_result_reset(res);
     ax_status st = ax_pretrain_check(o);
     if (st != AX_OK) return st;
-    char **tr = NULL, **va = NULL;
-    size_t ntr = 0, nva = 0;
+    ax_pretrain_opts oo = *o; /* device resolved, data pointing at the cache */
+    ax_train_opts t = o->train;
+    char devname[32], cache[AX_TRAIN_PATH_MAX];
+    if ((st = ax_train_prepare(&t, &oo.input, NULL, devname, cache)) != AX_OK) return st;
+    o = &oo;
+    ax_train_lists l = {0};
     ax_case *c = NULL;
     ax_pretrain p = {.o = o};
     ax_checkpoint_meta meta = {0};
     char *config = NULL;
-    char cache[AX_TRAIN_PATH_MAX];
-    ax_pretrain_opts oo = *o; /* with data pointing at the cache */
-    if (!o->data || !*o->data) {
-        if ((st = ax_train_mkdirs(o->train.out)) != AX_OK) return st;
-        if ((st = ax_pretrain_preprocess(o, cache, sizeof cache)) != AX_OK) return st;
-        oo.data = cache;
-    }
-    o = &oo;
-    p.o = o;
-    if ((st = ax_cache_list(o->data, "train", &tr, &ntr)) != AX_OK) goto out;
-    if (ntr == 0) {
-        st = AX_ERROR(AX_ERR_INVALID, "%s: the cache has no training cases", o->data);
-        goto out;
-    }
-    if ((st = ax_cache_list(o->data, "val", &va, &nva)) != AX_OK) goto out;
-    if (nva == 0) AX_LOG_WARN("%s: no validation cases; validating on training cases", o->data);
-
-    if ((st = ax_case_open(&c, tr[0])) != AX_OK) goto out;
+    if ((st = ax_train_lists_open(&l, o->input.data)) != AX_OK) goto out;
+    if ((st = ax_case_open(&c, l.train[0])) != AX_OK) goto out;
     int64_t in_ch = c->channels, out_ch = 0;
     ax_case_close(c);
     const ax_method_ops *m = o->method->ops;
     if ((st = m->out_channels(o->method->self, in_ch, &out_ch)) != AX_OK) goto out;
-
-    const ax_arch_ops *a = o->arch->ops;
     ax_arch_plan plan;
-    memset(&plan, 0, sizeof plan);
-    if ((st = a->plan(o->arch->self, &plan)) != AX_OK) goto out;
-    for (int i = 0; i < 3; i++)
-        if (plan.divisor[i] > 1 && o->patch[i] % plan.divisor[i] != 0) {
-            st = AX_ERROR(AX_ERR_INVALID,
-                          "pretrain: patch %d,%d,%d is not a multiple of %d,%d,%d, which arch '%s' needs", o->patch[0],
-                          o->patch[1], o->patch[2], plan.divisor[0], plan.divisor[1], plan.divisor[2],
-                          o->arch->item->plugin->name);
-            goto out;
-        }
-    ax_rng init;
-    ax_rng_init(&init, o->train.seed, AX_PRETRAIN_INIT_STREAM);
-    if ((st = a->build(o->arch->self, &p.net, in_ch, out_ch, &init)) != AX_OK) {
-        ax_error_prefix("arch '%s': build", o->arch->item->plugin->name);
+    if ((st = ax_train_net_build(&p.net, &plan, o->arch, "pretrain", o->input.patch, t.seed,
+                                 AX_PRETRAIN_INIT_STREAM, in_ch, out_ch)) != AX_OK)
         goto out;
-    }
     if ((st = ax_checkpoint_meta_build(&meta, o->arch, o->method, in_ch, out_ch)) != AX_OK) goto out;
 
-    ax_train_opts t = o->train;
-    char devname[32];
-    if (!t.device) { /* pre-training defaults to $AXON_DEVICE (else the CPU) */
-        ax_device d;
-        if ((st = ax_device_default(&d)) != AX_OK) goto out;
-        snprintf(devname, sizeof devname, d.type == AX_DEVICE_CPU ? "cpu" : "cuda:%d", (int)d.index);
-        t.device = devname;
-    }
     ax_lr_schedule sched = t.schedule;
     if (sched.base_lr == 0) sched.base_lr = t.optim.lr;
     if (sched.total_steps == 0) sched.total_steps = t.steps;
@@ -314,14 +188,11 @@ ax_status ax_pretrain_run(const ax_pretrain_opts *o, ax_train_result *res) {
         st = AX_ERROR(AX_ERR_NOMEM, "out of memory");
         goto out;
     }
-    t.config_json = config;
-    t.n_meta = meta.n;
-    t.meta_keys = (const char *const *)meta.keys;
-    t.meta_values = (const char *const *)meta.values;
-
-    if ((st = ax_pretrain_loader(&p.train, o, tr, ntr, t.seed, true)) != AX_OK) goto out;
-    if ((st = ax_pretrain_loader(&p.val, o, nva ? va : tr, nva ? nva : ntr, t.seed ^ AX_PRETRAIN_VAL_SALT, false)) !=
-        AX_OK)
+    ax_train_opts_attach(&t, config, &meta);
+    if ((st = ax_train_loader_new(&p.train, &o->input, l.train, l.n_train, t.seed, true, false)) != AX_OK) goto out;
+    /* fixed validation batches: no augmentation, their own seed */
+    if ((st = ax_train_loader_new(&p.val, &o->input, l.n_val ? l.val : l.train, l.n_val ? l.n_val : l.n_train,
+                                  t.seed ^ AX_PRETRAIN_VAL_SALT, false, false)) != AX_OK)
         goto out;
     ax_train_hooks h = {.ctx = &p, .train_loss = ax_pretrain_train_loss, .val_loss = ax_pretrain_val_loss};
     st = ax_train_run(p.net, &t, &h, res);
@@ -332,7 +203,6 @@ out:
     ax_module_free(p.net);
     ax_checkpoint_meta_clear(&meta);
     free(config);
-    if (tr) ax_cache_paths_free(tr, ntr);
-    if (va) ax_cache_paths_free(va, nva);
+    ax_train_lists_clear(&l);
     return st;
 }

@@ -5,10 +5,10 @@
  *
  *     ax_pretrain_opts o = ax_pretrain_opts_default();
  *     o.train.out = "runs/mae"; o.train.steps = 2000;
- *     o.data = "runs/mae/cache";               // from `axon preprocess`
+ *     o.input.data = "runs/mae/cache";         // from `axon preprocess`
  *     o.arch = arch; o.method = mae;           // ax_instance (borrowed)
- *     o.augs = augs; o.n_augs = 2;
- *     o.patch[0] = o.patch[1] = o.patch[2] = 64; o.batch = 2;
+ *     o.input.augs = augs; o.input.n_augs = 2;
+ *     o.input.patch[0] = o.input.patch[1] = o.input.patch[2] = 64; o.input.batch = 2;
  *     ax_train_result r;
  *     if (ax_pretrain_run(&o, &r) != AX_OK) fprintf(stderr, "axon: %s\n", ax_error_message());
  *
@@ -27,6 +27,7 @@
 #include "axon/dataset.h"
 #include "registry.h"
 #include "train_core.h"
+#include "train_setup.h"
 
 #define AX_PRETRAIN_METHOD_SALT 0x6d6574686f64ull /* "method" */
 #define AX_PRETRAIN_VAL_SALT 0x76616c6964ull      /* "valid" */
@@ -34,22 +35,11 @@
 
 typedef struct ax_pretrain_opts {
     ax_train_opts train;        /* loop, optimizer, schedule, checkpoints */
-    const char *data;           /* cache folder with index.json, or NULL with `dataset`/`dataset_object` */
-    /* [optional] a dataset on disk, preprocessed into <out>/cache first
-     * (cases already there and up to date are kept, so a resumed run does
-     * not redo them) with `spacing` (all 0: each case's own). */
-    const ax_dataset_opts *dataset;
-    const ax_dataset *dataset_object; /* [optional] instead of `dataset`: an open one (borrowed) */
-    double spacing[3];
+    ax_train_input input;       /* data, augmentations, patch, batch, loader threads (train_setup.h;
+                                 * oversample_fg default 0: pre-training samples uniformly) */
     const ax_instance *arch;    /* ARCH instance (borrowed) */
     const ax_instance *method;  /* METHOD instance (borrowed) */
-    const ax_instance *const *augs; /* [optional] AUG instances in order (borrowed) */
-    size_t n_augs;
-    int32_t patch[3];           /* D, H, W (default 64^3) */
-    int32_t batch;              /* default 2 */
-    int32_t threads;            /* loader threads (0: online CPUs) */
     int32_t val_batches;        /* default 2 */
-    double oversample_fg;       /* loader foreground oversampling (default 0: pre-training samples uniformly) */
 } ax_pretrain_opts;
 
 ax_pretrain_opts ax_pretrain_opts_default(void);

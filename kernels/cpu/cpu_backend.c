@@ -185,6 +185,12 @@ static const ax_kernels ax_cpu_table = {
     .sgd_step = ax_cpu_sgd_step,
     .adamw_step = ax_cpu_adamw_step,
     .grad_norm = ax_cpu_grad_norm,
+    .linear = ax_cpu_linear,
+    .linear_backward = ax_cpu_linear_backward,
+    .group_norm_act = ax_cpu_group_norm_act,
+    .group_norm_act_backward = ax_cpu_group_norm_act_backward,
+    .sdpa = ax_cpu_sdpa,
+    .sdpa_backward = ax_cpu_sdpa_backward,
 };
 
 const ax_kernels *ax_cpu_kernels(void) { return &ax_cpu_table; }

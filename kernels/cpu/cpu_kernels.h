@@ -15,6 +15,10 @@ ax_status ax_cpu_softmax(ax_tensor *y, const ax_tensor *x, int dim, bool log);
 ax_status ax_cpu_softmax_backward(ax_tensor *dx, const ax_tensor *dy, const ax_tensor *y, int dim, bool log);
 ax_status ax_cpu_matmul(ax_tensor *out, const ax_tensor *a, const ax_tensor *b, bool ta, bool tb, float alpha,
                         float beta);
+ax_status ax_cpu_linear(ax_tensor *y, ax_tensor *pre, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
+                        ax_linear_act_op act);
+ax_status ax_cpu_linear_backward(ax_tensor *dx, ax_tensor *dw, ax_tensor *db, const ax_tensor *dy, const ax_tensor *x,
+                                 const ax_tensor *w, const ax_tensor *pre, ax_linear_act_op act);
 
 /* cpu_conv.c (oneDNN) */
 ax_status ax_cpu_conv3d(ax_tensor *y, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
@@ -31,6 +35,13 @@ ax_status ax_cpu_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, cons
 ax_status ax_cpu_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
                                      const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
                                      const ax_tensor *weight, int64_t groups);
+ax_status ax_cpu_group_norm_act(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps,
+                                double negative_slope);
+ax_status ax_cpu_group_norm_act_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                         const ax_tensor *x, const ax_tensor *y, const ax_tensor *mean,
+                                         const ax_tensor *rstd, const ax_tensor *weight, int64_t groups,
+                                         double negative_slope);
 /* cpu_pool.c */
 ax_status ax_cpu_pool3d(ax_tensor *y, ax_tensor *idx, const ax_tensor *x, const ax_pool_params *p);
 ax_status ax_cpu_pool3d_backward(ax_tensor *dx, const ax_tensor *dy, const ax_tensor *idx, const ax_pool_params *p);
@@ -53,5 +64,11 @@ ax_status ax_cpu_sgd_step(ax_tensor *p, ax_tensor *buf, const ax_tensor *g, cons
 ax_status ax_cpu_adamw_step(ax_tensor *p, ax_tensor *m, ax_tensor *v, const ax_tensor *g,
                             const ax_adamw_step_params *c);
 ax_status ax_cpu_grad_norm(double *acc, size_t n, const ax_tensor *const *xs, double p);
+/* cpu_attention.c */
+ax_status ax_cpu_sdpa(ax_tensor *o, ax_tensor *lse, const ax_tensor *q, const ax_tensor *k, const ax_tensor *v,
+                      double scale, bool is_causal);
+ax_status ax_cpu_sdpa_backward(ax_tensor *dq, ax_tensor *dk, ax_tensor *dv, const ax_tensor *dout, const ax_tensor *q,
+                               const ax_tensor *k, const ax_tensor *v, const ax_tensor *o, const ax_tensor *lse,
+                               double scale, bool is_causal);
 
 #endif

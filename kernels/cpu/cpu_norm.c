@@ -17,6 +17,14 @@
  * from k; the result matches a two-pass variance to ~1e-12 relative at a
  * single read of x.
  *
+ * Fused activation (group_norm_act, group_norm_act_backward): the forward
+ * applies leaky_relu in the write pass; the backward takes the
+ * activation's gradient from y (y > 0 exactly where the pre-activation is,
+ * for slopes >= 0) as it reads dy, in every pass that reads dy, so no
+ * masked copy of dy is ever written. Each gated value is the float the
+ * unfused unary_backward(LEAKY_RELU) would have stored, so the fused
+ * kernels give the unfused results bit for bit.
+ *
  * Determinism: a unit's sums are computed by one thread in a fixed order
  * (an `omp simd` reduction, whose lane split is fixed at compile time),
  * and dweight/dbias are reduced per channel over the samples in order, so
@@ -148,6 +156,10 @@ static void ax_norm_moments(const float *x, int64_t n, double k, double *s1, dou
     *s2 = b;
 }
 
+/* leaky_relu's gradient from its output: dy where y > 0, else slope * dy
+ * (unary_backward's LEAKY_RELU formula with x = y). */
+static inline float ax_norm_gate(float dy, float y, float slope) { return y > 0 ? dy : dy * slope; }
+
 /* sdy = sum(dy), sdx = sum(dy * (x - mu)), in double. */
 static void ax_norm_row_sums(const float *dy, const float *x, int64_t n, double mu, double *sdy, double *sdx) {
     double a = 0, b = 0;
@@ -161,11 +173,33 @@ static void ax_norm_row_sums(const float *dy, const float *x, int64_t n, double 
     *sdx = b;
 }
 
+/* The same with dy gated by the activation's gradient from y. */
+static void ax_norm_row_sums_act(const float *dy, const float *y, float slope, const float *x, int64_t n, double mu,
+                                 double *sdy, double *sdx) {
+    double a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < n; i++) {
+        double d = ax_norm_gate(dy[i], y[i], slope);
+        a += d;
+        b += d * ((double)x[i] - mu);
+    }
+    *sdy = a;
+    *sdx = b;
+}
+
+/* Row sums of dy (y: [optional] the activation's output to gate dy with). */
+static void ax_norm_row_sums_any(const float *dy, const float *y, float slope, const float *x, int64_t n, double mu,
+                                 double *sdy, double *sdx) {
+    if (y) ax_norm_row_sums_act(dy, y, slope, x, n, mu, sdy, sdx);
+    else ax_norm_row_sums(dy, x, n, mu, sdy, sdx);
+}
+
 /* ---- forward ----------------------------------------------------------------- */
 
-/* One unit: L contiguous elements from channel c0 on. w, b: [C]. */
+/* One unit: L contiguous elements from channel c0 on. w, b: [C]. act:
+ * y = leaky_relu(norm, slope) written in the same pass. */
 static void ax_norm_forward_unit(float *y, const float *x, const ax_norm_geom *g, int64_t c0, const float *w,
-                                 const float *b, double eps, float *mean_out, float *rstd_out) {
+                                 const float *b, double eps, bool act, float slope, float *mean_out, float *rstd_out) {
     const int64_t len = g->len, s = g->s;
     double mean = 0, var = 0;
     if (len > 0) {
@@ -187,6 +221,14 @@ static void ax_norm_forward_unit(float *y, const float *x, const ax_norm_geom *g
     const float mhi = (float)mean, mlo = (float)(mean - (double)mhi), rf = (float)rstd;
     if (s == 1) { /* layer norm's [M, K, 1] view: one element per channel */
         const float *wc = w + c0, *bc = b + c0;
+        if (act) {
+#pragma omp simd
+            for (int64_t c = 0; c < g->cpg; c++) {
+                const float t = ((x[c] - mhi) - mlo) * (rf * wc[c]) + bc[c];
+                y[c] = t > 0 ? t : t * slope;
+            }
+            return;
+        }
 #pragma omp simd
         for (int64_t c = 0; c < g->cpg; c++) y[c] = ((x[c] - mhi) - mlo) * (rf * wc[c]) + bc[c];
         return;
@@ -195,14 +237,32 @@ static void ax_norm_forward_unit(float *y, const float *x, const ax_norm_geom *g
         const float a = rf * w[c0 + c], bb = b[c0 + c];
         const float *xc = x + c * s;
         float *yc = y + c * s;
+        if (act) {
+            /* leaky_relu's own formula (cpu_unary.c) on the float the unfused
+             * path would have stored */
+#pragma omp simd
+            for (int64_t i = 0; i < s; i++) {
+                const float t = ((xc[i] - mhi) - mlo) * a + bb;
+                yc[i] = t > 0 ? t : t * slope;
+            }
+            continue;
+        }
 #pragma omp simd
         for (int64_t i = 0; i < s; i++) yc[i] = ((xc[i] - mhi) - mlo) * a + bb;
     }
 }
 
-ax_status ax_cpu_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
-                            const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps) {
-    const char *fn = "ax_cpu_group_norm";
+/* leaky_relu slopes the fused kernels take: >= 0, so the backward can read
+ * the branch from y. */
+static ax_status ax_norm_check_slope(const char *fn, double slope) {
+    if (slope >= 0 && isfinite(slope)) return AX_OK;
+    return AX_ERROR(AX_ERR_INVALID, "%s: negative_slope %g must be finite and >= 0", fn, slope);
+}
+
+/* group_norm, then leaky_relu(slope) when act. */
+static ax_status ax_norm_forward(const char *fn, ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                 const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps, bool act,
+                                 float slope) {
     ax_norm_geom g;
     if (ax_norm_geom_of(fn, x, groups, &g) != AX_OK) return ax_error_status();
     const ax_tensor *f32s[] = {y, mean, rstd, x, weight, bias};
@@ -227,7 +287,7 @@ ax_status ax_cpu_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, cons
         for (int64_t u = 0; u < units; u++) {
             int64_t n = u / g.groups, gi = u % g.groups;
             int64_t off = u * g.len;
-            ax_norm_forward_unit(yd + off, xd + off, &g, gi * g.cpg, wd, bd, eps, md + n * ms0 + gi * ms1,
+            ax_norm_forward_unit(yd + off, xd + off, &g, gi * g.cpg, wd, bd, eps, act, slope, md + n * ms0 + gi * ms1,
                                  rd + n * rs0 + gi * rs1);
         }
         st = ax_norm_out_finish(y, ty);
@@ -242,27 +302,51 @@ ax_status ax_cpu_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, cons
     return st;
 }
 
+ax_status ax_cpu_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                            const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps) {
+    return ax_norm_forward("ax_cpu_group_norm", y, mean, rstd, x, weight, bias, groups, eps, false, 0.0f);
+}
+
+ax_status ax_cpu_group_norm_act(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps,
+                                double negative_slope) {
+    const char *fn = "ax_cpu_group_norm_act";
+    if (ax_norm_check_slope(fn, negative_slope) != AX_OK) return ax_error_status();
+    return ax_norm_forward(fn, y, mean, rstd, x, weight, bias, groups, eps, true, (float)negative_slope);
+}
+
 /* ---- backward ---------------------------------------------------------------- */
 
 /* dx for one unit (w: [C]); per-channel partial sums (sum dy*(x - mean), sum dy)
- * go to part[2c], part[2c+1] when part is given. */
-static void ax_norm_backward_unit(float *dx, const float *dy, const float *x, const ax_norm_geom *g, int64_t c0,
-                                  const float *w, float meanf, float rstdf, double *part) {
+ * go to part[2c], part[2c+1] when part is given. ya: [optional] the
+ * activation's output; dy is gated by it wherever it is read. */
+static void ax_norm_backward_unit(float *dx, const float *dy, const float *ya, float slope, const float *x,
+                                  const ax_norm_geom *g, int64_t c0, const float *w, float meanf, float rstdf,
+                                  double *part) {
     const int64_t s = g->s, cpg = g->cpg;
     const double mu = meanf, r = rstdf;
     double swdy = 0, swdx = 0; /* sum over the unit of w * dy and w * dy * (x - mu) */
     if (s == 1) {
         const float *wc = w + c0;
+        if (ya) {
 #pragma omp simd reduction(+ : swdy, swdx)
-        for (int64_t c = 0; c < cpg; c++) {
-            double d = (double)dy[c] * (double)wc[c];
-            swdy += d;
-            swdx += d * ((double)x[c] - mu);
+            for (int64_t c = 0; c < cpg; c++) {
+                double d = (double)ax_norm_gate(dy[c], ya[c], slope) * (double)wc[c];
+                swdy += d;
+                swdx += d * ((double)x[c] - mu);
+            }
+        } else {
+#pragma omp simd reduction(+ : swdy, swdx)
+            for (int64_t c = 0; c < cpg; c++) {
+                double d = (double)dy[c] * (double)wc[c];
+                swdy += d;
+                swdx += d * ((double)x[c] - mu);
+            }
         }
     } else {
         for (int64_t c = 0; c < cpg; c++) {
             double sdy, sdx, wv = w[c0 + c];
-            ax_norm_row_sums(dy + c * s, x + c * s, s, mu, &sdy, &sdx);
+            ax_norm_row_sums_any(dy + c * s, ya ? ya + c * s : NULL, slope, x + c * s, s, mu, &sdy, &sdx);
             swdy += wv * sdy;
             swdx += wv * sdx;
             if (part) {
@@ -277,6 +361,12 @@ static void ax_norm_backward_unit(float *dx, const float *dy, const float *x, co
     const float bx = (float)(-r * r * r * swdx * inv_len), d0 = (float)(-r * swdy * inv_len), rf = rstdf;
     if (s == 1) {
         const float *wc = w + c0;
+        if (ya) {
+#pragma omp simd
+            for (int64_t c = 0; c < cpg; c++)
+                dx[c] = (rf * wc[c]) * ax_norm_gate(dy[c], ya[c], slope) + bx * (x[c] - meanf) + d0;
+            return;
+        }
 #pragma omp simd
         for (int64_t c = 0; c < cpg; c++) dx[c] = (rf * wc[c]) * dy[c] + bx * (x[c] - meanf) + d0;
         return;
@@ -285,6 +375,12 @@ static void ax_norm_backward_unit(float *dx, const float *dy, const float *x, co
         const float a = rf * w[c0 + c];
         const float *dyc = dy + c * s, *xc = x + c * s;
         float *dxc = dx + c * s;
+        if (ya) {
+            const float *yc = ya + c * s;
+#pragma omp simd
+            for (int64_t i = 0; i < s; i++) dxc[i] = a * ax_norm_gate(dyc[i], yc[i], slope) + bx * (xc[i] - meanf) + d0;
+            continue;
+        }
 #pragma omp simd
         for (int64_t i = 0; i < s; i++) dxc[i] = a * dyc[i] + bx * (xc[i] - meanf) + d0;
     }
@@ -295,8 +391,9 @@ static void ax_norm_backward_unit(float *dx, const float *dy, const float *x, co
  * one channel per task, samples in order, i.e. exactly the arithmetic of the
  * partial sums the dx pass keeps. */
 static void ax_norm_long_channel_sums(float *dw, int64_t dws, float *db, int64_t dbs, const float *dy,
-                                      const float *x, const ax_norm_geom *g, const float *md, int64_t ms0,
-                                      int64_t ms1, const float *rd, int64_t rs0, int64_t rs1) {
+                                      const float *ya, float slope, const float *x, const ax_norm_geom *g,
+                                      const float *md, int64_t ms0, int64_t ms1, const float *rd, int64_t rs0,
+                                      int64_t rs1) {
 #pragma omp parallel for if (g->c > 1 && g->n * g->c * g->s >= AX_PAR_MIN_ELEMS) schedule(static)
     for (int64_t c = 0; c < g->c; c++) {
         const int64_t gi = c / g->cpg;
@@ -304,7 +401,8 @@ static void ax_norm_long_channel_sums(float *dw, int64_t dws, float *db, int64_t
         for (int64_t n = 0; n < g->n; n++) {
             int64_t off = (n * g->c + c) * g->s;
             double sdy, sdx;
-            ax_norm_row_sums(dy + off, x + off, g->s, md[n * ms0 + gi * ms1], &sdy, &sdx);
+            ax_norm_row_sums_any(dy + off, ya ? ya + off : NULL, slope, x + off, g->s, md[n * ms0 + gi * ms1], &sdy,
+                                 &sdx);
             aw += sdx * (double)rd[n * rs0 + gi * rs1];
             ab += sdy;
         }
@@ -319,8 +417,9 @@ static void ax_norm_long_channel_sums(float *dw, int64_t dws, float *db, int64_t
  * each task adding into its own partial sums; the chunks' partials are then
  * added in chunk order. */
 static ax_status ax_norm_short_channel_sums(float *dw, int64_t dws, float *db, int64_t dbs, const float *dy,
-                                            const float *x, const ax_norm_geom *g, const float *md, int64_t ms0,
-                                            int64_t ms1, const float *rd, int64_t rs0, int64_t rs1) {
+                                            const float *ya, float slope, const float *x, const ax_norm_geom *g,
+                                            const float *md, int64_t ms0, int64_t ms1, const float *rd, int64_t rs0,
+                                            int64_t rs1) {
     const int64_t c = g->c, s = g->s, row = c * s;
     /* partials take nchunks * C * 16 bytes: at most ~x's size, and at most
      * AX_NORM_ROW_CHUNKS chunks */
@@ -341,8 +440,18 @@ static ax_status ax_norm_short_channel_sums(float *dw, int64_t dws, float *db, i
         double *pw = part + k * c * 2 + c0, *pb = part + k * c * 2 + c + c0;
         for (int64_t n = k * rows; n < n1; n++) {
             const float *dyn = dy + n * row + c0 * s, *xn = x + n * row + c0 * s;
+            const float *yn = ya ? ya + n * row + c0 * s : NULL;
             if (s == 1 && g->groups == 1) { /* layer norm: one mean and rstd per row */
                 const double mu = md[n * ms0], r = rd[n * rs0];
+                if (yn) {
+#pragma omp simd
+                    for (int64_t j = 0; j < nc; j++) {
+                        double d = ax_norm_gate(dyn[j], yn[j], slope);
+                        pw[j] += d * ((double)xn[j] - mu) * r;
+                        pb[j] += d;
+                    }
+                    continue;
+                }
 #pragma omp simd
                 for (int64_t j = 0; j < nc; j++) {
                     double d = dyn[j];
@@ -356,7 +465,7 @@ static ax_status ax_norm_short_channel_sums(float *dw, int64_t dws, float *db, i
                 const double mu = md[n * ms0 + gi * ms1];
                 double sdy = 0, sdx = 0;
                 for (int64_t i = 0; i < s; i++) {
-                    double d = dyn[j * s + i];
+                    double d = yn ? ax_norm_gate(dyn[j * s + i], yn[j * s + i], slope) : dyn[j * s + i];
                     sdy += d;
                     sdx += d * ((double)xn[j * s + i] - mu);
                 }
@@ -378,28 +487,31 @@ static ax_status ax_norm_short_channel_sums(float *dw, int64_t dws, float *db, i
     return AX_OK;
 }
 
-ax_status ax_cpu_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
-                                     const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
-                                     const ax_tensor *weight, int64_t groups) {
-    const char *fn = "ax_cpu_group_norm_backward";
+/* group_norm_backward; y: [optional] the output of a fused leaky_relu(slope),
+ * whose gradient gates dy. */
+static ax_status ax_norm_backward_run(const char *fn, ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias,
+                                      const ax_tensor *dy, const ax_tensor *x, const ax_tensor *y, const ax_tensor *mean,
+                                      const ax_tensor *rstd, const ax_tensor *weight, int64_t groups, float slope) {
     ax_norm_geom g;
     if (ax_norm_geom_of(fn, x, groups, &g) != AX_OK) return ax_error_status();
-    const ax_tensor *f32s[] = {dx, dweight, dbias, dy, x, mean, rstd, weight};
-    const char *names[] = {"dx", "dweight", "dbias", "dy", "x", "mean", "rstd", "weight"};
-    for (int i = 0; i < 8; i++)
+    const ax_tensor *f32s[] = {dx, dweight, dbias, dy, x, y, mean, rstd, weight};
+    const char *names[] = {"dx", "dweight", "dbias", "dy", "x", "y", "mean", "rstd", "weight"};
+    for (int i = 0; i < 9; i++)
         if (ax_norm_need_f32(fn, names[i], f32s[i]) != AX_OK) return ax_error_status();
     if (ax_norm_check_shapes(fn, &g, x, dx, "dx", mean, rstd, (const ax_tensor *[]){dweight, dbias, weight}, 3) != AX_OK ||
-        ax_norm_check_shapes(fn, &g, x, dy, "dy", mean, rstd, NULL, 0) != AX_OK)
+        ax_norm_check_shapes(fn, &g, x, dy, "dy", mean, rstd, NULL, 0) != AX_OK ||
+        ax_norm_check_shapes(fn, &g, x, y, "y", mean, rstd, NULL, 0) != AX_OK)
         return ax_error_status();
     if (!dx && !dweight && !dbias) return AX_OK;
-    ax_tensor *tx = NULL, *tdy = NULL, *tw = NULL, *tdx = NULL;
+    ax_tensor *tx = NULL, *tdy = NULL, *ty = NULL, *tw = NULL, *tdx = NULL;
     float *ones = NULL;
     const float *xd = ax_norm_in(x, &tx), *dyd = ax_norm_in(dy, &tdy), *wd = ax_norm_param(weight, &tw, &ones, g.c, 1.0f);
+    const float *yd = ax_norm_in(y, &ty);
     float *dxd = ax_norm_out(dx, &tdx);
     double *part = NULL;
     ax_status st = AX_OK;
     const int64_t numel = g.n * g.c * g.s, units = g.n * g.groups;
-    if ((numel && (!xd || !dyd || (dx && !dxd))) || !wd) st = ax_error_status();
+    if ((numel && (!xd || !dyd || (y && !yd) || (dx && !dxd))) || !wd) st = ax_error_status();
     const float *md = ax_tensor_data(mean), *rd = ax_tensor_data(rstd);
     const int64_t ms0 = mean->stride[0], ms1 = mean->stride[1], rs0 = rstd->stride[0], rs1 = rstd->stride[1];
     bool want_wb = dweight || dbias;
@@ -414,8 +526,9 @@ ax_status ax_cpu_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tenso
 #pragma omp parallel for if (units > 1 && numel >= AX_PAR_MIN_ELEMS) schedule(static)
         for (int64_t u = 0; u < units; u++) {
             int64_t n = u / g.groups, gi = u % g.groups, off = u * g.len;
-            ax_norm_backward_unit(dxd + off, dyd + off, xd + off, &g, gi * g.cpg, wd, md[n * ms0 + gi * ms1],
-                                  rd[n * rs0 + gi * rs1], part ? part + 2 * (n * g.c + gi * g.cpg) : NULL);
+            ax_norm_backward_unit(dxd + off, dyd + off, yd ? yd + off : NULL, slope, xd + off, &g, gi * g.cpg, wd,
+                                  md[n * ms0 + gi * ms1], rd[n * rs0 + gi * rs1],
+                                  part ? part + 2 * (n * g.c + gi * g.cpg) : NULL);
         }
     }
     if (st == AX_OK && want_wb) {
@@ -434,9 +547,9 @@ ax_status ax_cpu_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tenso
                 if (dbd) dbd[c * dbs] += (float)ab;
             }
         } else if (g.s >= AX_NORM_PARTIALS_MIN_S) {
-            ax_norm_long_channel_sums(dwd, dws, dbd, dbs, dyd, xd, &g, md, ms0, ms1, rd, rs0, rs1);
+            ax_norm_long_channel_sums(dwd, dws, dbd, dbs, dyd, yd, slope, xd, &g, md, ms0, ms1, rd, rs0, rs1);
         } else {
-            st = ax_norm_short_channel_sums(dwd, dws, dbd, dbs, dyd, xd, &g, md, ms0, ms1, rd, rs0, rs1);
+            st = ax_norm_short_channel_sums(dwd, dws, dbd, dbs, dyd, yd, slope, xd, &g, md, ms0, ms1, rd, rs0, rs1);
         }
     }
     if (st == AX_OK && dx) {
@@ -447,7 +560,25 @@ ax_status ax_cpu_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tenso
     free(ones);
     ax_tensor_free(tx);
     ax_tensor_free(tdy);
+    ax_tensor_free(ty);
     ax_tensor_free(tw);
     ax_tensor_free(tdx);
     return st;
+}
+
+ax_status ax_cpu_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                     const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
+                                     const ax_tensor *weight, int64_t groups) {
+    return ax_norm_backward_run("ax_cpu_group_norm_backward", dx, dweight, dbias, dy, x, NULL, mean, rstd, weight,
+                                groups, 0.0f);
+}
+
+ax_status ax_cpu_group_norm_act_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                         const ax_tensor *x, const ax_tensor *y, const ax_tensor *mean,
+                                         const ax_tensor *rstd, const ax_tensor *weight, int64_t groups,
+                                         double negative_slope) {
+    const char *fn = "ax_cpu_group_norm_act_backward";
+    if (ax_norm_check_slope(fn, negative_slope) != AX_OK) return ax_error_status();
+    if (!y) return AX_ERROR(AX_ERR_INVALID, "%s: y (the activation's output) is NULL", fn);
+    return ax_norm_backward_run(fn, dx, dweight, dbias, dy, x, y, mean, rstd, weight, groups, (float)negative_slope);
 }

@@ -309,6 +309,12 @@ static const ax_kernels ax_cuda_table = {
     .sgd_step = ax_cuda_sgd_step,
     .adamw_step = ax_cuda_adamw_step,
     .grad_norm = ax_cuda_grad_norm,
+    .group_norm_act = ax_cuda_group_norm_act,
+    .group_norm_act_backward = ax_cuda_group_norm_act_backward,
+    .linear = ax_cuda_linear,
+    .linear_backward = ax_cuda_linear_backward,
+    .sdpa = ax_cuda_sdpa,
+    .sdpa_backward = ax_cuda_sdpa_backward,
 };
 
 const ax_kernels *ax_cuda_kernels(void) { return &ax_cuda_table; }

@@ -17,6 +17,21 @@
  *
  * Matmul: cublasGemmStridedBatchedEx on the row-major operands seen as
  * column-major transposes; f32 output, or the inputs' half type.
+ *
+ * Linear: cublasLtMatmul computing y^T = w x^T (row-major y is column-major
+ * y^T) with the bias and activation in its epilogue (BIAS, RELU_BIAS,
+ * GELU_BIAS, or GELU_AUX_BIAS when the pre-activation is kept for backward:
+ * cuBLASLt's GELU is the tanh form). Backward: dpre = dy * act'(pre) by the
+ * unary-gradient kernel, then dx = dpre w and dw += dpre^T x as two Lt
+ * GEMMs, the latter with the BGRADB epilogue summing db (f32 operands;
+ * half operands and a missing dw sum db with the bias-gradient kernel).
+ * The DRELU/DGELU_BGRAD epilogues apply an activation gradient to a GEMM's
+ * *output*, i.e. they would fuse into the next layer's backward, not this
+ * one's, so they are not used. The algorithm comes from
+ * cublasLtMatmulAlgoGetHeuristic with the operands' real alignment; when it
+ * has none for a fused epilogue (e.g. the aux leading dimension N not a
+ * multiple of 8) the layer runs unfused: a plain GEMM then the bias and
+ * activation kernels. Everything is queued on the device's stream.
  */
 #include "config.h"
 
@@ -25,6 +40,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cublasLt.h declares cublasLtLoggerForceDisable() without a prototype */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <cublasLt.h>
+#pragma GCC diagnostic pop
 #include <cublas_v2.h>
 #ifdef AX_HAVE_CUDNN
 #include <cudnn.h>
@@ -471,3 +491,295 @@ ax_status ax_cuda_conv_transpose3d_backward(ax_tensor *dx, ax_tensor *dw, ax_ten
 }
 
 #endif
+
+/* ---- linear through cuBLASLt --------------------------------------------------- */
+
+static cublasLtHandle_t ax_lt[AX_CUDA_MAX_DEVICES];
+
+/* Device d's cuBLASLt handle (Lt calls take the stream per call). */
+static cublasLtHandle_t ax_lt_handle(int32_t d) {
+    pthread_mutex_lock(&ax_dnn_lock);
+    cublasLtHandle_t h = ax_lt[d];
+    if (!h) {
+        cublasStatus_t st = cublasLtCreate(&h);
+        if (st == CUBLAS_STATUS_SUCCESS)
+            ax_lt[d] = h;
+        else
+            ax_blas_fail(st, "cublasLtCreate"), h = NULL;
+    }
+    pthread_mutex_unlock(&ax_dnn_lock);
+    return h;
+}
+
+/* Workspace the heuristic may ask for (llm.c uses 32 MiB on Hopper). */
+#define AX_LT_WORKSPACE ((size_t)32 << 20)
+
+/* Largest power of two (<= 256) dividing the address: what the heuristic
+ * must assume of a pointer (views of a pool block may be less aligned). */
+static uint32_t ax_lt_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 256;
+    while (al > 1 && a % al) al /= 2;
+    return al;
+}
+
+/* One column-major GEMM D[m, n] = op(A) op(B) (+ beta C, C = D) with an
+ * epilogue. A is stored [ta ? k : m] x [ta ? m : k] with leading dim lda, B
+ * likewise, D with ldd. bias/aux: [optional] epilogue pointers (aux_ld).
+ * AX_ERR_UNSUPPORTED (no error message kept) when cuBLASLt has no algorithm
+ * for this epilogue and layout, so the caller can run it unfused. */
+typedef struct ax_lt_gemm {
+    bool ta, tb;
+    int64_t m, n, k, lda, ldb, ldd;
+    const void *a, *b;
+    void *d;
+    float beta;
+    cublasLtEpilogue_t epi;
+    void *bias, *aux;
+    int64_t aux_ld;
+    ax_dtype dtype; /* of A, B, D */
+} ax_lt_gemm;
+
+static ax_status ax_lt_run(int32_t dev, cudaStream_t s, const ax_lt_gemm *g) {
+    cublasLtHandle_t h = ax_lt_handle(dev);
+    if (!h) return ax_error_status();
+    cudaDataType_t dt = ax_blas_type(g->dtype);
+    cublasComputeType_t ct = g->dtype == AX_DTYPE_F32 && ax_cuda_allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                             : CUBLAS_COMPUTE_32F;
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasOperation_t ta = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint32_t epi = (uint32_t)g->epi;
+    size_t wsmax = AX_LT_WORKSPACE;
+    uint32_t al_a = ax_lt_align(g->a), al_b = ax_lt_align(g->b), al_d = ax_lt_align(g->d);
+    cublasStatus_t st = cublasLtMatmulDescCreate(&op, ct, CUDA_R_32F);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    if (st == CUBLAS_STATUS_SUCCESS && g->bias)
+        st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias);
+    if (st == CUBLAS_STATUS_SUCCESS && g->aux)
+        st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g->aux, sizeof g->aux);
+    if (st == CUBLAS_STATUS_SUCCESS && g->aux)
+        st = cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g->aux_ld, sizeof g->aux_ld);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatrixLayoutCreate(&la, dt, (uint64_t)(g->ta ? g->k : g->m), (uint64_t)(g->ta ? g->m : g->k), g->lda);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatrixLayoutCreate(&lb, dt, (uint64_t)(g->tb ? g->n : g->k), (uint64_t)(g->tb ? g->k : g->n), g->ldb);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatrixLayoutCreate(&ld, dt, (uint64_t)g->m, (uint64_t)g->n, g->ldd);
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasLtMatmulPreferenceCreate(&pref);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsmax, sizeof wsmax);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof al_a);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof al_b);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof al_d);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof al_d);
+    ax_status res = AX_OK;
+    if (st != CUBLAS_STATUS_SUCCESS) res = ax_blas_fail(st, "describing a cuBLASLt matmul");
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    if (res == AX_OK) {
+        st = cublasLtMatmulAlgoGetHeuristic(h, op, la, lb, ld, ld, pref, 1, &heur, &found);
+        /* no algorithm for this epilogue/layout: the caller runs it unfused */
+        if (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0)) res = AX_ERR_UNSUPPORTED;
+        else if (st != CUBLAS_STATUS_SUCCESS) res = ax_blas_fail(st, "cublasLtMatmulAlgoGetHeuristic");
+    }
+    void *ws = NULL;
+    if (res == AX_OK && heur.workspaceSize > 0) {
+        ws = ax_cuda_scratch(heur.workspaceSize, dev);
+        if (!ws) res = ax_error_status();
+    }
+    if (res == AX_OK) {
+        const float alpha = 1.0f;
+        st = cublasLtMatmul(h, op, &alpha, g->a, la, g->b, lb, &g->beta, g->d, ld, g->d, ld, &heur.algo, ws,
+                            heur.workspaceSize, s);
+        if (st == CUBLAS_STATUS_NOT_SUPPORTED) res = AX_ERR_UNSUPPORTED;
+        else if (st != CUBLAS_STATUS_SUCCESS) res = ax_blas_fail(st, "cublasLtMatmul");
+    }
+    if (ws) ax_cuda_scratch_free(ws, dev);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (ld) cublasLtMatrixLayoutDestroy(ld);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return res;
+}
+
+static bool ax_lt_2d(const ax_tensor *t, int64_t rows, int64_t cols, ax_dtype dt) {
+    return t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols && t->dtype == dt && ax_tensor_is_contiguous(t) &&
+           t->storage->device.type == AX_DEVICE_CUDA;
+}
+
+static bool ax_lt_dtype_ok(ax_dtype dt) { return dt == AX_DTYPE_F32 || ax_dnn_half(dt); }
+
+/* A contiguous [rows, cols] header of dtype dt over scratch memory (freed
+ * by the caller with ax_cuda_scratch_free(st->data)). */
+static ax_status ax_lt_scratch_2d(ax_tensor *hdr, ax_storage *st, const ax_tensor *like, int64_t rows, int64_t cols,
+                                  ax_dtype dt) {
+    *hdr = *like;
+    *st = *like->storage;
+    size_t nbytes = (size_t)(rows * cols) * ax_dtype_size(dt);
+    st->data = ax_cuda_scratch(nbytes, like->storage->device.index);
+    if (!st->data) return ax_error_status();
+    st->nbytes = nbytes;
+    hdr->storage = st;
+    hdr->dtype = dt;
+    hdr->offset = 0;
+    hdr->ndim = 2;
+    hdr->shape[0] = rows, hdr->shape[1] = cols;
+    hdr->stride[0] = cols, hdr->stride[1] = 1;
+    return AX_OK;
+}
+
+/* The unfused forward: dst = x w^T (+ b) by a plain GEMM (K = 0: zeros). */
+static ax_status ax_lt_affine(int32_t dev, cudaStream_t s, ax_tensor *dst, const ax_tensor *x, const ax_tensor *w,
+                              const ax_tensor *b, int64_t m, int64_t n, int64_t k) {
+    ax_status st = AX_OK;
+    if (k == 0)
+        st = ax_cuda_fill(dst, 0.0);
+    else {
+        ax_lt_gemm g = {.ta = true, .m = n, .n = m, .k = k, .lda = k, .ldb = k, .ldd = n, .a = ax_dnn_ptr(w),
+                        .b = ax_dnn_ptr(x), .d = ax_dnn_ptr(dst), .epi = b ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT,
+                        .bias = b ? ax_dnn_ptr(b) : NULL, .dtype = x->dtype};
+        st = ax_lt_run(dev, s, &g);
+        if (st == AX_ERR_UNSUPPORTED && b) { /* bias by its kernel */
+            g.epi = CUBLASLT_EPILOGUE_DEFAULT, g.bias = NULL;
+            st = ax_lt_run(dev, s, &g);
+            if (st == AX_OK) return ax_cuda_bias_add(dst, b);
+        }
+        if (st == AX_ERR_UNSUPPORTED) return AX_ERROR(AX_ERR_UNSUPPORTED, "ax_cuda_linear: cuBLASLt has no algorithm "
+                                                      "for %s [%lld, %lld] x [%lld, %lld]^T", ax_dtype_name(x->dtype),
+                                                      (long long)m, (long long)k, (long long)n, (long long)k);
+        return st;
+    }
+    if (st == AX_OK && b) st = ax_cuda_bias_add(dst, b);
+    return st;
+}
+
+static ax_unary_op ax_lt_unary(ax_linear_act_op act) {
+    return act == AX_LINEAR_ACT_RELU ? AX_UNARY_RELU : AX_UNARY_GELU_TANH;
+}
+
+ax_status ax_cuda_linear(ax_tensor *y, ax_tensor *pre, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
+                         ax_linear_act_op act) {
+    const char *fn = "ax_cuda_linear";
+    ax_dtype dt = x->dtype;
+    int64_t m = x->ndim == 2 ? x->shape[0] : -1, k = x->ndim == 2 ? x->shape[1] : -1, n = w->ndim == 2 ? w->shape[0] : -1;
+    if (!ax_lt_dtype_ok(dt))
+        return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: dtype %s not supported on CUDA (f32, bf16, f16)", fn, ax_dtype_name(dt));
+    bool ok = m >= 0 && n >= 0 && ax_lt_2d(x, m, k, dt) && ax_lt_2d(w, n, k, dt) && ax_lt_2d(y, m, n, dt) &&
+              (!pre || ax_lt_2d(pre, m, n, dt)) &&
+              (!b || (b->ndim == 1 && b->shape[0] == n && b->dtype == dt && ax_tensor_is_contiguous(b))) &&
+              (act == AX_LINEAR_ACT_NONE || act == AX_LINEAR_ACT_RELU || act == AX_LINEAR_ACT_GELU_TANH);
+    if (!ok)
+        return AX_ERROR(AX_ERR_INVALID, "%s: want contiguous %s x [M, K], w [N, K], b [N], y and pre [M, N] on CUDA "
+                        "and act NONE/RELU/GELU_TANH (got x %dd, w %dd, y %dd, act %d)", fn, ax_dtype_name(dt), x->ndim,
+                        w->ndim, y->ndim, (int)act);
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX) return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: a dimension exceeds int", fn);
+    if (m == 0 || n == 0) return AX_OK;
+    int32_t dev = y->storage->device.index;
+    cudaStream_t s = ax_cuda_stream(dev);
+    if (!s) return ax_error_status();
+    const double p[2] = {0, 0};
+    ax_status st = AX_ERR_UNSUPPORTED;
+    /* fused: pre is only ever wanted (and aux only written) for GELU, whose
+     * aux needs a leading dimension divisible by 8 and 16-byte alignment */
+    bool aux_ok = !pre || (act == AX_LINEAR_ACT_GELU_TANH && n % 8 == 0 && ax_lt_align(ax_dnn_ptr(pre)) >= 16);
+    if (k > 0 && aux_ok) {
+        cublasLtEpilogue_t epi = act == AX_LINEAR_ACT_NONE ? (b ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT)
+                                 : act == AX_LINEAR_ACT_RELU ? (b ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU)
+                                 : pre ? (b ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+                                       : (b ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU);
+        ax_lt_gemm g = {.ta = true, .m = n, .n = m, .k = k, .lda = k, .ldb = k, .ldd = n, .a = ax_dnn_ptr(w),
+                        .b = ax_dnn_ptr(x), .d = ax_dnn_ptr(y), .epi = epi, .bias = b ? ax_dnn_ptr(b) : NULL,
+                        .aux = pre ? ax_dnn_ptr(pre) : NULL, .aux_ld = n, .dtype = dt};
+        st = ax_lt_run(dev, s, &g);
+        if (st != AX_ERR_UNSUPPORTED) return st;
+    }
+    /* unfused: the affine part into pre (or y), then the activation kernel */
+    ax_tensor *dst = pre ? pre : y;
+    st = ax_lt_affine(dev, s, dst, x, w, b, m, n, k);
+    if (st == AX_OK && act != AX_LINEAR_ACT_NONE) st = ax_cuda_unary(ax_lt_unary(act), y, dst, p);
+    else if (st == AX_OK && pre) st = ax_cuda_copy(y, pre);
+    return st;
+}
+
+ax_status ax_cuda_linear_backward(ax_tensor *dx, ax_tensor *dw, ax_tensor *db, const ax_tensor *dy, const ax_tensor *x,
+                                  const ax_tensor *w, const ax_tensor *pre, ax_linear_act_op act) {
+    const char *fn = "ax_cuda_linear_backward";
+    ax_dtype dt = x->dtype;
+    int64_t m = dy->ndim == 2 ? dy->shape[0] : -1, n = dy->ndim == 2 ? dy->shape[1] : -1, k = w->ndim == 2 ? w->shape[1] : -1;
+    if (!ax_lt_dtype_ok(dt))
+        return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: dtype %s not supported on CUDA (f32, bf16, f16)", fn, ax_dtype_name(dt));
+    bool ok = m >= 0 && k >= 0 && ax_lt_2d(dy, m, n, dt) && ax_lt_2d(x, m, k, dt) && ax_lt_2d(w, n, k, dt) &&
+              (act == AX_LINEAR_ACT_NONE || (pre && ax_lt_2d(pre, m, n, dt))) && (!dx || ax_lt_2d(dx, m, k, dt)) &&
+              (!dw || ax_lt_2d(dw, n, k, dt)) &&
+              (!db || (db->ndim == 1 && db->shape[0] == n && db->dtype == AX_DTYPE_F32 && ax_tensor_is_contiguous(db))) &&
+              (act == AX_LINEAR_ACT_NONE || act == AX_LINEAR_ACT_RELU || act == AX_LINEAR_ACT_GELU_TANH);
+    if (!ok)
+        return AX_ERROR(AX_ERR_INVALID, "%s: want contiguous %s dy and pre [M, N], x and dx [M, K], w and dw [N, K] and "
+                        "f32 db [N] on CUDA (pre needed unless act is NONE)", fn, ax_dtype_name(dt));
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX) return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: a dimension exceeds int", fn);
+    if (dx && n == 0 && m > 0 && k > 0) return ax_cuda_fill(dx, 0.0);
+    if (m == 0 || n == 0) return AX_OK;
+    int32_t dev = dy->storage->device.index;
+    cudaStream_t s = ax_cuda_stream(dev);
+    if (!s) return ax_error_status();
+    ax_tensor dph;
+    ax_storage dps;
+    const ax_tensor *dpre = dy;
+    ax_status st = AX_OK;
+    if (act != AX_LINEAR_ACT_NONE) {
+        const double p[2] = {0, 0};
+        st = ax_lt_scratch_2d(&dph, &dps, dy, m, n, dt);
+        if (st != AX_OK) return st;
+        dpre = &dph;
+        st = ax_cuda_unary_backward(ax_lt_unary(act), &dph, dy, pre, NULL, p);
+    }
+    bool db_done = false;
+    if (st == AX_OK && dx && k > 0) {
+        ax_lt_gemm g = {.m = k, .n = m, .k = n, .lda = k, .ldb = n, .ldd = k, .a = ax_dnn_ptr(w), .b = ax_dnn_ptr(dpre),
+                        .d = ax_dnn_ptr(dx), .epi = CUBLASLT_EPILOGUE_DEFAULT, .dtype = dt};
+        st = ax_lt_run(dev, s, &g);
+    }
+    if (st == AX_OK && dw && k > 0) {
+        ax_lt_gemm g = {.tb = true, .m = k, .n = n, .k = m, .lda = k, .ldb = n, .ldd = k, .a = ax_dnn_ptr(x),
+                        .b = ax_dnn_ptr(dpre), .d = ax_dnn_ptr(dw), .beta = 1.0f, .epi = CUBLASLT_EPILOGUE_DEFAULT,
+                        .dtype = dt};
+        void *dbt = NULL;
+        /* db from the same GEMM (BGRADB writes, in D's dtype: f32 only,
+         * into scratch, then added, since db accumulates) */
+        if (db && dt == AX_DTYPE_F32) {
+            dbt = ax_cuda_scratch((size_t)n * sizeof(float), dev);
+            if (!dbt) st = ax_error_status();
+            g.epi = CUBLASLT_EPILOGUE_BGRADB, g.bias = dbt;
+        }
+        if (st == AX_OK) st = ax_lt_run(dev, s, &g);
+        if (st == AX_OK && dbt) {
+            ax_tensor th = *db;
+            ax_storage ts = *db->storage;
+            ts.data = dbt;
+            th.storage = &ts;
+            th.offset = 0;
+            th.stride[0] = 1;
+            st = ax_cuda_binary(AX_BINARY_ADD, db, db, &th);
+            db_done = st == AX_OK;
+        } else if (st == AX_ERR_UNSUPPORTED && dbt) { /* no BGRADB algorithm: plain GEMM, db below */
+            g.epi = CUBLASLT_EPILOGUE_DEFAULT, g.bias = NULL;
+            st = ax_lt_run(dev, s, &g);
+        }
+        if (dbt) ax_cuda_scratch_free(dbt, dev);
+    }
+    if (st == AX_ERR_UNSUPPORTED)
+        st = AX_ERROR(AX_ERR_UNSUPPORTED, "%s: cuBLASLt has no algorithm for %s M %lld N %lld K %lld", fn,
+                      ax_dtype_name(dt), (long long)m, (long long)n, (long long)k);
+    if (st == AX_OK && db && !db_done) st = ax_cuda_bias_grad(db, dpre);
+    if (dpre == &dph) ax_cuda_scratch_free(dph.storage->data, dev);
+    return st;
+}

@@ -2,9 +2,11 @@
  *
  *   cuda_backend.c   per-device state (stream, pools, library handles),
  *                    memory, cross-device copies, the kernel table;
- *   cuda_dnn.c       convolutions (cuDNN) and matmul (cuBLAS);
+ *   cuda_dnn.c       convolutions (cuDNN), matmul (cuBLAS) and linear
+ *                    (cuBLASLt epilogues);
  *   cuda_kernels.cu  every custom kernel (elementwise, reductions,
- *                    softmax, norms, pooling, resampling, padding, indexing).
+ *                    softmax, norms, pooling, resampling, padding, indexing,
+ *                    fused attention).
  *
  * All work of device d is queued on ax_cuda_stream(d) and nothing here
  * waits for the device except the copies that hand data to the host.
@@ -71,6 +73,13 @@ ax_status ax_cuda_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, con
 ax_status ax_cuda_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
                                       const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
                                       const ax_tensor *weight, int64_t groups);
+ax_status ax_cuda_group_norm_act(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                 const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps,
+                                 double negative_slope);
+ax_status ax_cuda_group_norm_act_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                          const ax_tensor *x, const ax_tensor *y, const ax_tensor *mean,
+                                          const ax_tensor *rstd, const ax_tensor *weight, int64_t groups,
+                                          double negative_slope);
 ax_status ax_cuda_pool3d(ax_tensor *y, ax_tensor *idx, const ax_tensor *x, const ax_pool_params *p);
 ax_status ax_cuda_pool3d_backward(ax_tensor *dx, const ax_tensor *dy, const ax_tensor *idx, const ax_pool_params *p);
 ax_status ax_cuda_adaptive_avg_pool3d(ax_tensor *y, const ax_tensor *x);
@@ -89,6 +98,12 @@ ax_status ax_cuda_sgd_step(ax_tensor *p, ax_tensor *buf, const ax_tensor *g, con
 ax_status ax_cuda_adamw_step(ax_tensor *p, ax_tensor *m, ax_tensor *v, const ax_tensor *g,
                              const ax_adamw_step_params *c);
 ax_status ax_cuda_grad_norm(double *acc, size_t n, const ax_tensor *const *xs, double p);
+/* flash-style attention (f32 / bf16 / f16, f32 accumulation; head dims <= 128) */
+ax_status ax_cuda_sdpa(ax_tensor *o, ax_tensor *lse, const ax_tensor *q, const ax_tensor *k, const ax_tensor *v,
+                       double scale, bool is_causal);
+ax_status ax_cuda_sdpa_backward(ax_tensor *dq, ax_tensor *dk, ax_tensor *dv, const ax_tensor *dout, const ax_tensor *q,
+                                const ax_tensor *k, const ax_tensor *v, const ax_tensor *o, const ax_tensor *lse,
+                                double scale, bool is_causal);
 
 /* Helpers for cuda_dnn.c. y: [N, C, *] (any strides, float), b: [C] (float):
  * y[n, c, ...] += b[c]. */
@@ -107,6 +122,11 @@ ax_status ax_cuda_conv_transpose3d(ax_tensor *y, const ax_tensor *x, const ax_te
                                    const ax_conv_params *p);
 ax_status ax_cuda_conv_transpose3d_backward(ax_tensor *dx, ax_tensor *dw, ax_tensor *db, const ax_tensor *dy,
                                             const ax_tensor *x, const ax_tensor *w, const ax_conv_params *p);
+/* cuBLASLt with bias/activation epilogues */
+ax_status ax_cuda_linear(ax_tensor *y, ax_tensor *pre, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
+                         ax_linear_act_op act);
+ax_status ax_cuda_linear_backward(ax_tensor *dx, ax_tensor *dw, ax_tensor *db, const ax_tensor *dy, const ax_tensor *x,
+                                  const ax_tensor *w, const ax_tensor *pre, ax_linear_act_op act);
 
 #ifdef __cplusplus
 }

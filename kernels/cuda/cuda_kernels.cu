@@ -883,16 +883,17 @@ __global__ void ax_cu_norm_stats_kernel(const float *x, int64_t len, int64_t nch
     }
 }
 
-/* y = (x - mean) * rstd * w + b, x and y contiguous [N, C, S]. */
+/* y = (x - mean) * rstd * w + b, x and y contiguous [N, C, S]; act: then
+ * leaky_relu(slope) before the store (group_norm_act). */
 __global__ void ax_cu_norm_apply_kernel(float *y, const float *x, int64_t total, int64_t c, int64_t s, int64_t cpg,
-                                        const double2 *stats, const float *w, const float *b) {
+                                        const double2 *stats, const float *w, const float *b, bool act, float slope) {
     AX_CU_LOOP(i, total) {
         int64_t nc = i / s, ch = nc % c, n = nc / c;
         int64_t u = n * (c / cpg) + ch / cpg;
         double2 st = stats[u];
         float mhi = (float)st.x, mlo = (float)(st.x - (double)mhi), rf = (float)st.y;
         float a = rf * (w ? w[ch] : 1.0f), bb = b ? b[ch] : 0.0f;
-        y[i] = ((x[i] - mhi) - mlo) * a + bb;
+        y[i] = act ? ax_cm_norm_act(x[i], mhi, mlo, a, bb, slope) : ax_cm_norm_apply(x[i], mhi, mlo, a, bb);
     }
 }
 
@@ -904,9 +905,10 @@ static bool ax_cu_norm_stat_ok(const ax_tensor *t, int64_t n, int64_t g) {
     return t && t->dtype == AX_DTYPE_F32 && t->ndim == 2 && t->shape[0] == n && t->shape[1] == g;
 }
 
-ax_status ax_cuda_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
-                             const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps) {
-    const char *fn = "ax_cuda_group_norm";
+/* group_norm, then leaky_relu(slope) in the same store when act. */
+static ax_status ax_cu_group_norm_run(const char *fn, ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                      const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps,
+                                      bool act, float slope) {
     cudaStream_t s;
     if (x->ndim < 2 || x->dtype != AX_DTYPE_F32 || y->dtype != AX_DTYPE_F32 || !ax_tensor_same_shape(x, y) || groups < 1 ||
         x->shape[1] % groups != 0)
@@ -948,7 +950,8 @@ ax_status ax_cuda_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, con
         int64_t total = n * c * sp;
         if (total > 0)
             ax_cu_norm_apply_kernel<<<ax_cu_blocks(total), AX_CU_THREADS, 0, s>>>(
-                (float *)ax_cu_base(&sy.t), xd, total, c, sp, cpg, stats, ax_cu_f32(weight), ax_cu_f32(bias));
+                (float *)ax_cu_base(&sy.t), xd, total, c, sp, cpg, stats, ax_cu_f32(weight), ax_cu_f32(bias), act,
+                slope);
         st = ax_cu_launched(fn);
         ax_cuda_scratch_free(part, dev);
     }
@@ -956,18 +959,40 @@ ax_status ax_cuda_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, con
     return ax_cu_stage_out(&sy, y, st);
 }
 
-/* Per (n, c) row and chunk: (sum dy, sum dy * (x - mean)). */
-__global__ void ax_cu_norm_rowsum_kernel(const float *dy, const float *x, int64_t s, int64_t c, int64_t cpg,
-                                         int64_t nchunks, const float *mean, int64_t ms0, int64_t ms1, double2 *part) {
+ax_status ax_cuda_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                             const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps) {
+    return ax_cu_group_norm_run("ax_cuda_group_norm", y, mean, rstd, x, weight, bias, groups, eps, false, 0.0f);
+}
+
+/* leaky_relu slopes the fused kernels take: >= 0, so the backward can
+ * read the branch from y. */
+static ax_status ax_cu_check_slope(const char *fn, double slope) {
+    if (slope >= 0 && isfinite(slope)) return AX_OK;
+    return AX_ERROR(AX_ERR_INVALID, "%s: negative_slope %g must be finite and >= 0", fn, slope);
+}
+
+ax_status ax_cuda_group_norm_act(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                 const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps,
+                                 double negative_slope) {
+    const char *fn = "ax_cuda_group_norm_act";
+    if (ax_cu_check_slope(fn, negative_slope) != AX_OK) return ax_error_status();
+    return ax_cu_group_norm_run(fn, y, mean, rstd, x, weight, bias, groups, eps, true, (float)negative_slope);
+}
+
+/* Per (n, c) row and chunk: (sum dy, sum dy * (x - mean)); ya: [optional]
+ * the fused leaky_relu's output, gating dy as it is read. */
+__global__ void ax_cu_norm_rowsum_kernel(const float *dy, const float *ya, float slope, const float *x, int64_t s,
+                                         int64_t c, int64_t cpg, int64_t nchunks, const float *mean, int64_t ms0,
+                                         int64_t ms1, double2 *part) {
     __shared__ double s1[AX_CU_THREADS], s2[AX_CU_THREADS];
     int64_t row = blockIdx.x, j = blockIdx.y;
     int64_t n = row / c, g = (row % c) / cpg;
     double mu = mean[n * ms0 + g * ms1];
-    const float *dyr = dy + row * s, *xr = x + row * s;
+    const float *dyr = dy + row * s, *xr = x + row * s, *yr = ya ? ya + row * s : NULL;
     int64_t a = j * AX_NORM_CHUNK, b = ax_cm_min64(a + AX_NORM_CHUNK, s);
     double p = 0, q = 0;
     for (int64_t i = a + threadIdx.x; i < b; i += blockDim.x) {
-        double d = dyr[i];
+        double d = yr ? ax_cm_leaky_gate(dyr[i], yr[i], slope) : dyr[i];
         p += d;
         q += d * ((double)xr[i] - mu);
     }
@@ -987,7 +1012,7 @@ __global__ void ax_cu_norm_rowsum_kernel(const float *dy, const float *x, int64_
 /* rows[r] = sum over chunks; then per unit the dx coefficients coef[u] = {bx, d0}. */
 __global__ void ax_cu_norm_unit_kernel(const double2 *part, int64_t nchunks, double2 *rows, int64_t units, int64_t cpg,
                                        int64_t len, const float *w, const float *rstd, int64_t rs0, int64_t rs1,
-                                       int64_t groups, double2 *coef) {
+                                       int64_t groups, float2 *coef) {
     AX_CU_LOOP(u, units) {
         double swdy = 0, swdx = 0;
         int64_t n = u / groups, g = u % groups;
@@ -1000,9 +1025,9 @@ __global__ void ax_cu_norm_unit_kernel(const double2 *part, int64_t nchunks, dou
             swdy += wv * sdy;
             swdx += wv * sdx;
         }
-        double r = rstd[n * rs0 + g * rs1];
-        double inv = len ? 1.0 / (double)len : 0.0;
-        coef[u] = make_double2(-r * r * r * swdx * inv, -r * swdy * inv);
+        float bx, d0;
+        ax_cm_norm_dx_coef(swdy, swdx, rstd[n * rs0 + g * rs1], len, &bx, &d0);
+        coef[u] = make_float2(bx, d0);
     }
 }
 
@@ -1021,23 +1046,30 @@ __global__ void ax_cu_norm_param_kernel(const double2 *rows, int64_t n, int64_t 
     }
 }
 
-__global__ void ax_cu_norm_dx_kernel(float *dx, const float *dy, const float *x, int64_t total, int64_t c, int64_t s,
-                                     int64_t cpg, const double2 *coef, const float *mean, int64_t ms0, int64_t ms1,
-                                     const float *rstd, int64_t rs0, int64_t rs1, const float *w) {
+/* dx; ya: [optional] gates dy as in the row sums. */
+__global__ void ax_cu_norm_dx_kernel(float *dx, const float *dy, const float *ya, float slope, const float *x,
+                                     int64_t total, int64_t c, int64_t s, int64_t cpg, const float2 *coef,
+                                     const float *mean, int64_t ms0, int64_t ms1, const float *rstd, int64_t rs0,
+                                     int64_t rs1, const float *w) {
     AX_CU_LOOP(i, total) {
         int64_t nc = i / s, ch = nc % c, n = nc / c, g = ch / cpg;
         int64_t u = n * (c / cpg) + g;
-        float bx = (float)coef[u].x, d0 = (float)coef[u].y;
+        float2 cf = coef[u];
         float mf = mean[n * ms0 + g * ms1], rf = rstd[n * rs0 + g * rs1];
-        dx[i] = (rf * (w ? w[ch] : 1.0f)) * dy[i] + bx * (x[i] - mf) + d0;
+        float d = ya ? ax_cm_leaky_gate(dy[i], ya[i], slope) : dy[i];
+        dx[i] = ax_cm_norm_dx(d, x[i], rf * (w ? w[ch] : 1.0f), cf.x, mf, cf.y);
     }
 }
 
-ax_status ax_cuda_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
-                                      const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
-                                      const ax_tensor *weight, int64_t groups) {
-    const char *fn = "ax_cuda_group_norm_backward";
+/* group_norm_backward; y: [optional] the fused leaky_relu's output, whose
+ * gradient gates dy in the row sums and the dx pass. */
+static ax_status ax_cu_group_norm_backward_run(const char *fn, ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias,
+                                               const ax_tensor *dy, const ax_tensor *x, const ax_tensor *y,
+                                               const ax_tensor *mean, const ax_tensor *rstd, const ax_tensor *weight,
+                                               int64_t groups, float slope) {
     cudaStream_t s;
+    if (y && (y->dtype != AX_DTYPE_F32 || !ax_tensor_same_shape(x, y)))
+        return AX_ERROR(AX_ERR_INVALID, "%s: y must be f32 with x's shape", fn);
     if (x->ndim < 2 || x->dtype != AX_DTYPE_F32 || dy->dtype != AX_DTYPE_F32 || !ax_tensor_same_shape(x, dy) ||
         (dx && (dx->dtype != AX_DTYPE_F32 || !ax_tensor_same_shape(x, dx))) || groups < 1 || x->shape[1] % groups != 0)
         return AX_ERROR(AX_ERR_INVALID, "%s: want f32 x, dy (and dx) of one shape [N, C, *], C divisible by %lld", fn,
@@ -1057,24 +1089,29 @@ ax_status ax_cuda_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tens
     if (nchunks > 65535 || n * c > INT32_MAX)
         return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: %lld x %lld channels of %lld elements is too many", fn, (long long)n,
                         (long long)c, (long long)sp);
-    ax_cu_stage sx, sdy, sdx;
+    ax_cu_stage sx, sdy, sdx, sya;
     memset(&sdx, 0, sizeof sdx);
+    memset(&sya, 0, sizeof sya);
     if (ax_cu_stage_in(&sx, x, true) != AX_OK) return ax_error_status();
     if (ax_cu_stage_in(&sdy, dy, true) != AX_OK) {
         ax_cu_stage_drop(&sx, dev);
         return ax_error_status();
     }
-    ax_status st = dx ? ax_cu_stage_in(&sdx, dx, false) : AX_OK;
-    size_t nb = ((size_t)(n * c) * (size_t)nchunks + (size_t)(n * c) + (size_t)units) * sizeof(double2);
+    ax_status st = y ? ax_cu_stage_in(&sya, y, true) : AX_OK;
+    if (st == AX_OK && dx) st = ax_cu_stage_in(&sdx, dx, false);
+    /* part, rows: double2 per (row, chunk) and per row; coef: float2 per unit */
+    size_t nb = ((size_t)(n * c) * (size_t)nchunks + (size_t)(n * c)) * sizeof(double2) + (size_t)units * sizeof(float2);
     double2 *part = st == AX_OK ? (double2 *)ax_cuda_scratch(nb, dev) : NULL;
     if (st == AX_OK && !part) st = ax_error_status();
     if (st == AX_OK) {
-        double2 *rows = part + n * c * nchunks, *coef = rows + n * c;
+        double2 *rows = part + n * c * nchunks;
+        float2 *coef = (float2 *)(rows + n * c);
         const float *xd = ax_cu_f32(&sx.t), *dyd = ax_cu_f32(&sdy.t), *md = ax_cu_f32(mean), *rd = ax_cu_f32(rstd);
+        const float *yd = y ? ax_cu_f32(&sya.t) : NULL;
         if (sp > 0) {
             dim3 grid((unsigned)(n * c), (unsigned)nchunks);
-            ax_cu_norm_rowsum_kernel<<<grid, AX_CU_THREADS, 0, s>>>(dyd, xd, sp, c, cpg, nchunks, md, mean->stride[0],
-                                                                    mean->stride[1], part);
+            ax_cu_norm_rowsum_kernel<<<grid, AX_CU_THREADS, 0, s>>>(dyd, yd, slope, xd, sp, c, cpg, nchunks, md,
+                                                                    mean->stride[0], mean->stride[1], part);
         } else {
             cudaMemsetAsync(part, 0, (size_t)(n * c * nchunks) * sizeof(double2), s);
         }
@@ -1088,15 +1125,34 @@ ax_status ax_cuda_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tens
         int64_t total = n * c * sp;
         if (dx && total > 0)
             ax_cu_norm_dx_kernel<<<ax_cu_blocks(total), AX_CU_THREADS, 0, s>>>(
-                (float *)ax_cu_base(&sdx.t), dyd, xd, total, c, sp, cpg, coef, md, mean->stride[0], mean->stride[1], rd,
-                rstd->stride[0], rstd->stride[1], ax_cu_f32(weight));
+                (float *)ax_cu_base(&sdx.t), dyd, yd, slope, xd, total, c, sp, cpg, coef, md, mean->stride[0],
+                mean->stride[1], rd, rstd->stride[0], rstd->stride[1], ax_cu_f32(weight));
         st = ax_cu_launched(fn);
         ax_cuda_scratch_free(part, dev);
     }
     ax_cu_stage_drop(&sx, dev);
     ax_cu_stage_drop(&sdy, dev);
+    ax_cu_stage_drop(&sya, dev);
     if (dx) return ax_cu_stage_out(&sdx, dx, st);
     return st;
+}
+
+ax_status ax_cuda_group_norm_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                      const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
+                                      const ax_tensor *weight, int64_t groups) {
+    return ax_cu_group_norm_backward_run("ax_cuda_group_norm_backward", dx, dweight, dbias, dy, x, NULL, mean, rstd,
+                                         weight, groups, 0.0f);
+}
+
+ax_status ax_cuda_group_norm_act_backward(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                          const ax_tensor *x, const ax_tensor *y, const ax_tensor *mean,
+                                          const ax_tensor *rstd, const ax_tensor *weight, int64_t groups,
+                                          double negative_slope) {
+    const char *fn = "ax_cuda_group_norm_act_backward";
+    if (ax_cu_check_slope(fn, negative_slope) != AX_OK) return ax_error_status();
+    if (!y) return AX_ERROR(AX_ERR_INVALID, "%s: y (the activation's output) is NULL", fn);
+    return ax_cu_group_norm_backward_run(fn, dx, dweight, dbias, dy, x, y, mean, rstd, weight, groups,
+                                         (float)negative_slope);
 }
 
 /* ---- pooling ------------------------------------------------------------------------------------------------------ */
@@ -1891,5 +1947,359 @@ ax_status ax_cuda_grad_norm(double *acc, size_t n, const ax_tensor *const *xs, d
     if (st == AX_OK) st = ax_cuda_check(cudaStreamSynchronize(s), "cuda grad_norm");
     ax_cuda_scratch_free(part, dev);
     if (st == AX_OK) *acc = ax_cm_norm_combine(*acc, total, inf);
+    return st;
+}
+
+/* ---- fused scaled dot-product attention ----------------------------------------------------------------
+ * FlashAttention-2 on CUDA cores: a block of AX_ATT_THREADS threads owns a
+ * tile of 32 rows (4 threads per row, each holding every 4th output
+ * column in registers) and walks the other side's tiles through shared
+ * memory (f32, rows padded by one float against bank conflicts). The 4
+ * threads of a row are adjacent lanes of one warp: row maxima and sums
+ * combine with two shuffles, and the row's P is shared with __syncwarp.
+ * Forward: one block per (b, query tile), online softmax in f32.
+ * Backward: delta = rowsum(dout * o); dk/dv from one block per (b, key
+ * tile) looping over query tiles, dq from one block per (b, query tile)
+ * looping over key tiles, both recomputing P from lse: no atomics, so the
+ * results are deterministic. Operands of any float dtype (loads widen to
+ * f32). Head dims up to AX_ATT_MAXD. */
+#define AX_ATT_TILE 32 /* rows of a query tile = keys of a key tile */
+#define AX_ATT_THREADS (AX_ATT_TILE * 4)
+#define AX_ATT_MAXD 128
+#define AX_ATT_CPT (AX_ATT_MAXD / 4) /* output columns per thread */
+#define AX_ATT_SPT (AX_ATT_TILE / 4) /* scores per thread per tile */
+
+struct ax_att_args {
+    const char *q, *k, *v, *o, *dout;
+    char *out, *dq, *dk, *dv;
+    float *lse_out;
+    const float *lse, *delta;
+    int dt;
+    int64_t L, S, E, Ev;
+    float scale;
+    bool causal;
+};
+
+/* rows [r0, r0 + 32) of t ([*, n, c] of batch entry b) into s[32][c + 1]; zeros past n */
+__device__ __forceinline__ void ax_att_load(float *s, const char *t, int dt, int64_t b, int64_t r0, int64_t n,
+                                            int64_t c) {
+    const int64_t pc = c + 1;
+    for (int64_t x = threadIdx.x; x < AX_ATT_TILE * c; x += AX_ATT_THREADS) {
+        int64_t rr = x / c, e = x % c, row = r0 + rr;
+        s[rr * pc + e] = row < n ? ax_cu_ldf(t, dt, (b * n + row) * c + e) : 0.0f;
+    }
+}
+
+__device__ __forceinline__ float ax_att_dot(const float *a, const float *b, int64_t n) {
+    float acc = 0.0f;
+    for (int64_t e = 0; e < n; e++) acc = fmaf(a[e], b[e], acc);
+    return acc;
+}
+
+__global__ void ax_cu_att_fwd_kernel(ax_att_args a) {
+    extern __shared__ float sm[];
+    const int64_t E = a.E, Ev = a.Ev, pe = E + 1, pv = Ev + 1, pp = AX_ATT_TILE + 1;
+    float *sQ = sm, *sK = sQ + AX_ATT_TILE * pe, *sV = sK + AX_ATT_TILE * pe, *sP = sV + AX_ATT_TILE * pv;
+    const int64_t nqt = (a.L + AX_ATT_TILE - 1) / AX_ATT_TILE;
+    const int64_t b = blockIdx.x / nqt, i0 = (blockIdx.x % nqt) * AX_ATT_TILE;
+    const int r = threadIdx.x >> 2, g = threadIdx.x & 3;
+    const int64_t i = i0 + r;
+    ax_att_load(sQ, a.q, a.dt, b, i0, a.L, E);
+    float m = -INFINITY, l = 0.0f, acc[AX_ATT_CPT];
+#pragma unroll
+    for (int u = 0; u < AX_ATT_CPT; u++) acc[u] = 0.0f;
+    const int64_t kend = a.causal && i0 + AX_ATT_TILE < a.S ? i0 + AX_ATT_TILE : a.S;
+    for (int64_t j0 = 0; j0 < kend; j0 += AX_ATT_TILE) {
+        __syncthreads(); /* the previous tile is consumed (and sQ loaded) */
+        ax_att_load(sK, a.k, a.dt, b, j0, a.S, E);
+        ax_att_load(sV, a.v, a.dt, b, j0, a.S, Ev);
+        __syncthreads();
+        float s[AX_ATT_SPT], mx = m;
+#pragma unroll
+        for (int u = 0; u < AX_ATT_SPT; u++) {
+            int jj = g + 4 * u;
+            bool vis = ax_cm_att_visible(i, j0 + jj, a.S, a.causal);
+            s[u] = vis ? ax_att_dot(sQ + r * pe, sK + jj * pe, E) * a.scale : -INFINITY;
+            mx = fmaxf(mx, s[u]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float sum = 0.0f;
+#pragma unroll
+        for (int u = 0; u < AX_ATT_SPT; u++) {
+            float p = ax_cm_att_prob(s[u], mx, s[u] != -INFINITY);
+            sP[r * pp + g + 4 * u] = p;
+            sum += p;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const float corr = ax_cm_att_corr(m, mx);
+        l = l * corr + sum;
+        m = mx;
+        __syncwarp();
+#pragma unroll
+        for (int u = 0; u < AX_ATT_CPT; u++) {
+            int64_t c = g + 4 * u;
+            if (c < Ev) {
+                float x = acc[u] * corr;
+                for (int jj = 0; jj < AX_ATT_TILE; jj++) x = fmaf(sP[r * pp + jj], sV[jj * pv + c], x);
+                acc[u] = x;
+            }
+        }
+    }
+    if (i >= a.L) return;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+    for (int u = 0; u < AX_ATT_CPT; u++) {
+        int64_t c = g + 4 * u;
+        if (c < Ev) ax_cu_stf(a.out, a.dt, (b * a.L + i) * Ev + c, acc[u] * inv);
+    }
+    if (g == 0) a.lse_out[b * a.L + i] = ax_cm_att_lse(m, l);
+}
+
+/* delta[row] = sum_c dout[row, c] * o[row, c] */
+__global__ void ax_cu_att_delta_kernel(float *delta, const char *dout, const char *o, int dt, int64_t rows, int64_t ev) {
+    AX_CU_LOOP(r, rows) {
+        float acc = 0.0f;
+        for (int64_t c = 0; c < ev; c++) acc = fmaf(ax_cu_ldf(dout, dt, r * ev + c), ax_cu_ldf(o, dt, r * ev + c), acc);
+        delta[r] = acc;
+    }
+}
+
+/* Row vectors of one query tile: lse and delta of rows [i0, i0 + 32) (lse
+ * -inf past L, so those rows contribute nothing). */
+__device__ __forceinline__ void ax_att_load_rows(float *sL, float *sD, const ax_att_args &a, int64_t b, int64_t i0) {
+    for (int x = threadIdx.x; x < AX_ATT_TILE; x += AX_ATT_THREADS) {
+        int64_t i = i0 + x;
+        sL[x] = i < a.L ? a.lse[b * a.L + i] : -INFINITY;
+        sD[x] = i < a.L ? a.delta[b * a.L + i] : 0.0f;
+    }
+}
+
+__global__ void ax_cu_att_dkdv_kernel(ax_att_args a) {
+    extern __shared__ float sm[];
+    const int64_t E = a.E, Ev = a.Ev, pe = E + 1, pv = Ev + 1, pp = AX_ATT_TILE + 1;
+    float *sK = sm, *sV = sK + AX_ATT_TILE * pe, *sQ = sV + AX_ATT_TILE * pv, *sO = sQ + AX_ATT_TILE * pe;
+    float *sL = sO + AX_ATT_TILE * pv, *sD = sL + AX_ATT_TILE, *sP = sD + AX_ATT_TILE, *sS = sP + AX_ATT_TILE * pp;
+    const int64_t nkt = (a.S + AX_ATT_TILE - 1) / AX_ATT_TILE;
+    const int64_t b = blockIdx.x / nkt, j0 = (blockIdx.x % nkt) * AX_ATT_TILE;
+    const int r = threadIdx.x >> 2, g = threadIdx.x & 3; /* r: key row of the tile */
+    const int64_t j = j0 + r;
+    ax_att_load(sK, a.k, a.dt, b, j0, a.S, E);
+    ax_att_load(sV, a.v, a.dt, b, j0, a.S, Ev);
+    float dk[AX_ATT_CPT], dv[AX_ATT_CPT];
+#pragma unroll
+    for (int u = 0; u < AX_ATT_CPT; u++) dk[u] = dv[u] = 0.0f;
+    /* causal: query tiles wholly before key j0 see none of these keys */
+    for (int64_t i0 = a.causal ? j0 : 0; i0 < a.L; i0 += AX_ATT_TILE) {
+        __syncthreads();
+        ax_att_load(sQ, a.q, a.dt, b, i0, a.L, E);
+        ax_att_load(sO, a.dout, a.dt, b, i0, a.L, Ev);
+        ax_att_load_rows(sL, sD, a, b, i0);
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < AX_ATT_SPT; u++) {
+            int ii = g + 4 * u;
+            bool vis = ax_cm_att_visible(i0 + ii, j, a.S, a.causal);
+            float s = vis ? ax_att_dot(sK + r * pe, sQ + ii * pe, E) * a.scale : 0.0f;
+            float p = ax_cm_att_prob(s, sL[ii], vis);
+            float dp = ax_att_dot(sO + ii * pv, sV + r * pv, Ev);
+            sP[r * pp + ii] = p;
+            sS[r * pp + ii] = p * (dp - sD[ii]);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int u = 0; u < AX_ATT_CPT; u++) {
+            int64_t c = g + 4 * u;
+            if (c < Ev) {
+                float x = dv[u];
+                for (int ii = 0; ii < AX_ATT_TILE; ii++) x = fmaf(sP[r * pp + ii], sO[ii * pv + c], x);
+                dv[u] = x;
+            }
+            if (c < E) {
+                float x = dk[u];
+                for (int ii = 0; ii < AX_ATT_TILE; ii++) x = fmaf(sS[r * pp + ii], sQ[ii * pe + c], x);
+                dk[u] = x;
+            }
+        }
+    }
+    if (j >= a.S) return;
+#pragma unroll
+    for (int u = 0; u < AX_ATT_CPT; u++) {
+        int64_t c = g + 4 * u;
+        if (a.dv && c < Ev) ax_cu_stf(a.dv, a.dt, (b * a.S + j) * Ev + c, dv[u]);
+        if (a.dk && c < E) ax_cu_stf(a.dk, a.dt, (b * a.S + j) * E + c, dk[u] * a.scale);
+    }
+}
+
+__global__ void ax_cu_att_dq_kernel(ax_att_args a) {
+    extern __shared__ float sm[];
+    const int64_t E = a.E, Ev = a.Ev, pe = E + 1, pv = Ev + 1, pp = AX_ATT_TILE + 1;
+    float *sQ = sm, *sO = sQ + AX_ATT_TILE * pe, *sK = sO + AX_ATT_TILE * pv, *sV = sK + AX_ATT_TILE * pe;
+    float *sL = sV + AX_ATT_TILE * pv, *sD = sL + AX_ATT_TILE, *sS = sD + AX_ATT_TILE;
+    const int64_t nqt = (a.L + AX_ATT_TILE - 1) / AX_ATT_TILE;
+    const int64_t b = blockIdx.x / nqt, i0 = (blockIdx.x % nqt) * AX_ATT_TILE;
+    const int r = threadIdx.x >> 2, g = threadIdx.x & 3;
+    const int64_t i = i0 + r;
+    ax_att_load(sQ, a.q, a.dt, b, i0, a.L, E);
+    ax_att_load(sO, a.dout, a.dt, b, i0, a.L, Ev);
+    ax_att_load_rows(sL, sD, a, b, i0);
+    float dq[AX_ATT_CPT];
+#pragma unroll
+    for (int u = 0; u < AX_ATT_CPT; u++) dq[u] = 0.0f;
+    const int64_t kend = a.causal && i0 + AX_ATT_TILE < a.S ? i0 + AX_ATT_TILE : a.S;
+    for (int64_t j0 = 0; j0 < kend; j0 += AX_ATT_TILE) {
+        __syncthreads();
+        ax_att_load(sK, a.k, a.dt, b, j0, a.S, E);
+        ax_att_load(sV, a.v, a.dt, b, j0, a.S, Ev);
+        __syncthreads();
+        const float lse = sL[r], delta = sD[r];
+#pragma unroll
+        for (int u = 0; u < AX_ATT_SPT; u++) {
+            int jj = g + 4 * u;
+            bool vis = ax_cm_att_visible(i, j0 + jj, a.S, a.causal);
+            float s = vis ? ax_att_dot(sQ + r * pe, sK + jj * pe, E) * a.scale : 0.0f;
+            float p = ax_cm_att_prob(s, lse, vis);
+            float dp = ax_att_dot(sO + r * pv, sV + jj * pv, Ev);
+            sS[r * pp + jj] = p * (dp - delta);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int u = 0; u < AX_ATT_CPT; u++) {
+            int64_t c = g + 4 * u;
+            if (c < E) {
+                float x = dq[u];
+                for (int jj = 0; jj < AX_ATT_TILE; jj++) x = fmaf(sS[r * pp + jj], sK[jj * pe + c], x);
+                dq[u] = x;
+            }
+        }
+    }
+    if (i >= a.L) return;
+#pragma unroll
+    for (int u = 0; u < AX_ATT_CPT; u++) {
+        int64_t c = g + 4 * u;
+        if (c < E) ax_cu_stf(a.dq, a.dt, (b * a.L + i) * E + c, dq[u] * a.scale);
+    }
+}
+
+static bool ax_cu_att_3d(const ax_tensor *t, int64_t n0, int64_t n1, int64_t n2, ax_dtype dt) {
+    return t->ndim == 3 && t->shape[0] == n0 && t->shape[1] == n1 && t->shape[2] == n2 && t->dtype == dt &&
+           ax_tensor_is_contiguous(t) && t->storage->device.type == AX_DEVICE_CUDA;
+}
+
+static bool ax_cu_att_lse_ok(const ax_tensor *t, int64_t B, int64_t L) {
+    return t->ndim == 2 && t->shape[0] == B && t->shape[1] == L && t->dtype == AX_DTYPE_F32 &&
+           ax_tensor_is_contiguous(t) && t->storage->device.type == AX_DEVICE_CUDA;
+}
+
+/* Checks q, k, v and fills the shared arguments; *B the batch. */
+static ax_status ax_cu_att_args_of(const char *fn, ax_att_args *a, int64_t *B, const ax_tensor *q, const ax_tensor *k,
+                                   const ax_tensor *v, double scale, bool causal) {
+    char s1[128], s2[128], s3[128];
+    memset(a, 0, sizeof *a);
+    if (!ax_cu_is_float(q->dtype)) return ax_cu_bad_dtype(fn, q->dtype);
+    bool ok = q->ndim == 3 && k->ndim == 3 && v->ndim == 3;
+    if (ok) {
+        *B = q->shape[0], a->L = q->shape[1], a->E = q->shape[2], a->S = k->shape[1], a->Ev = v->shape[2];
+        ok = ax_cu_att_3d(q, *B, a->L, a->E, q->dtype) && ax_cu_att_3d(k, *B, a->S, a->E, q->dtype) &&
+             ax_cu_att_3d(v, *B, a->S, a->Ev, q->dtype);
+    }
+    if (!ok)
+        return AX_ERROR(AX_ERR_INVALID,
+                        "%s: q %s %s, k %s %s, v %s %s: want contiguous CUDA q [B, L, E], k [B, S, E], v [B, S, Ev] "
+                        "of one dtype",
+                        fn, ax_dtype_name(q->dtype), ax_shape_str(s1, sizeof s1, q->ndim, q->shape),
+                        ax_dtype_name(k->dtype), ax_shape_str(s2, sizeof s2, k->ndim, k->shape),
+                        ax_dtype_name(v->dtype), ax_shape_str(s3, sizeof s3, v->ndim, v->shape));
+    if (a->E > AX_ATT_MAXD || a->Ev > AX_ATT_MAXD)
+        return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: head dims E %lld, Ev %lld: the CUDA kernel takes at most %d", fn,
+                        (long long)a->E, (long long)a->Ev, AX_ATT_MAXD);
+    if (!isfinite(scale)) return AX_ERROR(AX_ERR_INVALID, "%s: scale %g is not finite", fn, scale);
+    const int64_t tiles = ((a->L > a->S ? a->L : a->S) + AX_ATT_TILE - 1) / AX_ATT_TILE;
+    if (*B * tiles > INT32_MAX)
+        return AX_ERROR(AX_ERR_UNSUPPORTED, "%s: %lld x %lld tiles exceed the grid", fn, (long long)*B, (long long)tiles);
+    a->q = ax_cu_base(q), a->k = ax_cu_base(k), a->v = ax_cu_base(v);
+    a->dt = (int)q->dtype;
+    a->scale = (float)scale;
+    a->causal = causal;
+    return AX_OK;
+}
+
+/* Launch with `floats` of dynamic shared memory (opting in past 48 KiB). */
+template <typename K>
+static ax_status ax_cu_att_launch(K kernel, int64_t blocks, int64_t floats, cudaStream_t s, const ax_att_args &a,
+                                  const char *what) {
+    size_t bytes = (size_t)floats * sizeof(float);
+    if (bytes > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+        if (e != cudaSuccess) return ax_cuda_check(e, what);
+    }
+    kernel<<<(unsigned)blocks, AX_ATT_THREADS, bytes, s>>>(a);
+    return ax_cu_launched(what);
+}
+
+ax_status ax_cuda_sdpa(ax_tensor *o, ax_tensor *lse, const ax_tensor *q, const ax_tensor *k, const ax_tensor *v,
+                       double scale, bool is_causal) {
+    const char *fn = "ax_cuda_sdpa";
+    char s1[128], s2[128];
+    ax_att_args a;
+    int64_t B;
+    if (ax_cu_att_args_of(fn, &a, &B, q, k, v, scale, is_causal) != AX_OK) return ax_error_status();
+    if (!ax_cu_att_3d(o, B, a.L, a.Ev, q->dtype) || !ax_cu_att_lse_ok(lse, B, a.L))
+        return AX_ERROR(AX_ERR_INVALID, "%s: o %s, lse %s: want contiguous o [%lld, %lld, %lld] (q's dtype), f32 lse [%lld, %lld]",
+                        fn, ax_shape_str(s1, sizeof s1, o->ndim, o->shape), ax_shape_str(s2, sizeof s2, lse->ndim, lse->shape),
+                        (long long)B, (long long)a.L, (long long)a.Ev, (long long)B, (long long)a.L);
+    if (B == 0 || a.L == 0) return AX_OK;
+    cudaStream_t s;
+    if (ax_cu_begin(q, &s) != AX_OK) return ax_error_status();
+    a.out = (char *)ax_cu_base(o);
+    a.lse_out = (float *)ax_cu_base(lse);
+    const int64_t pe = a.E + 1, pv = a.Ev + 1, T = AX_ATT_TILE;
+    const int64_t blocks = B * ((a.L + T - 1) / T);
+    return ax_cu_att_launch(ax_cu_att_fwd_kernel, blocks, 2 * T * pe + T * pv + T * (T + 1), s, a, fn);
+}
+
+ax_status ax_cuda_sdpa_backward(ax_tensor *dq, ax_tensor *dk, ax_tensor *dv, const ax_tensor *dout, const ax_tensor *q,
+                                const ax_tensor *k, const ax_tensor *v, const ax_tensor *o, const ax_tensor *lse,
+                                double scale, bool is_causal) {
+    const char *fn = "ax_cuda_sdpa_backward";
+    char s1[128], s2[128];
+    ax_att_args a;
+    int64_t B;
+    if (ax_cu_att_args_of(fn, &a, &B, q, k, v, scale, is_causal) != AX_OK) return ax_error_status();
+    ax_dtype dt = q->dtype;
+    if (!ax_cu_att_3d(o, B, a.L, a.Ev, dt) || !ax_cu_att_3d(dout, B, a.L, a.Ev, dt) || !ax_cu_att_lse_ok(lse, B, a.L))
+        return AX_ERROR(AX_ERR_INVALID, "%s: o %s, do %s: want contiguous [%lld, %lld, %lld] of q's dtype and f32 lse",
+                        fn, ax_shape_str(s1, sizeof s1, o->ndim, o->shape),
+                        ax_shape_str(s2, sizeof s2, dout->ndim, dout->shape), (long long)B, (long long)a.L,
+                        (long long)a.Ev);
+    if ((dq && !ax_cu_att_3d(dq, B, a.L, a.E, dt)) || (dk && !ax_cu_att_3d(dk, B, a.S, a.E, dt)) ||
+        (dv && !ax_cu_att_3d(dv, B, a.S, a.Ev, dt)))
+        return AX_ERROR(AX_ERR_INVALID, "%s: dq, dk and dv must be contiguous, of q's dtype and of q's, k's and v's shapes", fn);
+    if (B == 0 || (!dq && !dk && !dv)) return AX_OK;
+    cudaStream_t s;
+    if (ax_cu_begin(q, &s) != AX_OK) return ax_error_status();
+    const int32_t dev = q->storage->device.index;
+    const int64_t rows = B * a.L;
+    float *delta = (float *)ax_cuda_scratch((size_t)(rows > 0 ? rows : 1) * sizeof(float), dev);
+    if (!delta) return ax_error_status();
+    a.o = ax_cu_base(o), a.dout = ax_cu_base(dout), a.lse = (const float *)ax_cu_base(lse), a.delta = delta;
+    a.dq = dq ? (char *)ax_cu_base(dq) : NULL;
+    a.dk = dk ? (char *)ax_cu_base(dk) : NULL;
+    a.dv = dv ? (char *)ax_cu_base(dv) : NULL;
+    ax_status st = AX_OK;
+    if (rows > 0) {
+        ax_cu_att_delta_kernel<<<ax_cu_blocks(rows), AX_CU_THREADS, 0, s>>>(delta, a.dout, a.o, a.dt, rows, a.Ev);
+        st = ax_cu_launched(fn);
+    }
+    const int64_t pe = a.E + 1, pv = a.Ev + 1, T = AX_ATT_TILE;
+    /* with no queries the kernels still run (and write zeros) */
+    if (st == AX_OK && (dk || dv) && a.S > 0)
+        st = ax_cu_att_launch(ax_cu_att_dkdv_kernel, B * ((a.S + T - 1) / T), 2 * T * pe + 2 * T * pv + 2 * T + 2 * T * (T + 1),
+                              s, a, fn);
+    if (st == AX_OK && dq && a.L > 0)
+        st = ax_cu_att_launch(ax_cu_att_dq_kernel, B * ((a.L + T - 1) / T), 2 * T * pe + 2 * T * pv + 2 * T + T * (T + 1), s,
+                              a, fn);
+    ax_cuda_scratch_free(delta, dev);
     return st;
 }

@@ -373,6 +373,42 @@ static inline AX_HD void ax_cm_tap_out_range(bool phantom, int64_t i, int64_t in
     *o1 = ax_cm_min64(((i + 2) * out + in - 1) / in + 2, out);
 }
 
+/* ---- group norm and its fused leaky_relu (axon/kernels.h: group_norm, group_norm_act
+ * and their backward) ------------------------------------------------------------------
+ * The CPU kernels (kernels/cpu/cpu_norm.c) apply the same formulas; the
+ * statistics and sums around them are computed in double by both. */
+
+/* One element of the forward: (x - mean) * a + b with a = rstd * w and the
+ * double mean split into mhi + mlo, so x - mean stays exact when |mean|
+ * is far above the spread. */
+static inline AX_HD float ax_cm_norm_apply(float x, float mhi, float mlo, float a, float b) {
+    return ((x - mhi) - mlo) * a + b;
+}
+
+/* The same through leaky_relu(slope): the fused forward's element. */
+static inline AX_HD float ax_cm_norm_act(float x, float mhi, float mlo, float a, float b, float slope) {
+    float t = ax_cm_norm_apply(x, mhi, mlo, a, b);
+    return t > 0 ? t : t * slope;
+}
+
+/* leaky_relu's gradient taken from its output: dy where y > 0, else
+ * slope * dy (y > 0 exactly where the pre-activation is, for slope >= 0).
+ * The fused backward gates dy with it wherever it reads dy. */
+static inline AX_HD float ax_cm_leaky_gate(float dy, float y, float slope) { return y > 0 ? dy : dy * slope; }
+
+/* A unit's dx coefficients from its sums swdy = sum(w dy) and swdx =
+ * sum(w dy (x - mean)) over len elements: dx = a dy + bx (x - mean) + d0. */
+static inline AX_HD void ax_cm_norm_dx_coef(double swdy, double swdx, double rstd, int64_t len, float *bx, float *d0) {
+    double inv = len ? 1.0 / (double)len : 0.0;
+    *bx = (float)(-rstd * rstd * rstd * swdx * inv);
+    *d0 = (float)(-rstd * swdy * inv);
+}
+
+/* One element of dx, a = rstd * w (dy already gated in the fused backward). */
+static inline AX_HD float ax_cm_norm_dx(float dy, float x, float a, float bx, float mean, float d0) {
+    return a * dy + bx * (x - mean) + d0;
+}
+
 /* ---- optimizer updates (axon/kernels.h: sgd_step, adamw_step, grad_norm) ------------ */
 
 /* a * b + c rounded once through double (the product of two floats is
@@ -414,5 +450,26 @@ static inline AX_HD double ax_cm_norm_combine(double acc, double part, bool inf)
     if (!inf) return acc + part;
     return (part != part || acc != acc) ? part + acc : (part > acc ? part : acc);
 }
+
+/* ---- fused attention (online softmax; cuda_kernels.cu's sdpa kernels) ------------- */
+
+/* Does query i see key j of S? (causal: torch's top-left j <= i) */
+static inline AX_HD bool ax_cm_att_visible(int64_t i, int64_t j, int64_t S, bool causal) {
+    return j < S && (!causal || j <= i);
+}
+/* Factor rescaling a row's running sum and output when its running maximum
+ * moves from m_old to m_new >= m_old; 0 while the row has seen nothing
+ * (m_old = -inf), so no inf - inf is ever formed. */
+static inline AX_HD float ax_cm_att_corr(float m_old, float m_new) {
+    return m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+}
+/* exp(s - m) for a visible score, 0 for a masked one or when the row has no
+ * finite maximum / log-sum-exp (m = -inf). */
+static inline AX_HD float ax_cm_att_prob(float s, float m, bool visible) {
+    return visible && m != -INFINITY ? expf(s - m) : 0.0f;
+}
+/* A row's log-sum-exp from its maximum m and sum l of exp(s - m): -inf for
+ * a row that saw nothing (its output is 0, as torch's safe softmax). */
+static inline AX_HD float ax_cm_att_lse(float m, float l) { return l > 0 ? m + logf(l) : -INFINITY; }
 
 #endif

@@ -1,10 +1,14 @@
 /* Scaled dot-product attention and 3-D rotary position embeddings
- * (axon/attention.h), as compositions of differentiable ops: matmul,
- * softmax, where and elementwise products give the gradients. */
+ * (axon/attention.h). Attention without a mask runs the backend's fused
+ * kernels (sdpa / sdpa_backward: tiles and an online softmax, one autograd
+ * node) when the table has them; otherwise, and for RoPE, compositions of
+ * differentiable ops (matmul, softmax, where, elementwise products) give
+ * the gradients. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "axon/amp.h"
 #include "axon/attention.h"
 #include "ops_internal.h"
 
@@ -144,16 +148,135 @@ static ax_status ax_safe_softmax(ax_tensor **out, const ax_tensor *s, const ax_t
     return st;
 }
 
-ax_status ax_scaled_dot_product_attention(ax_tensor **out, const ax_tensor *q, const ax_tensor *k,
-                                          const ax_tensor *v, const ax_tensor *attn_mask, bool is_causal,
-                                          double scale) {
-    const char *fn = "ax_scaled_dot_product_attention";
-    int nds = 0;
-    int64_t sshape[AX_MAX_DIMS];
+/* ---- fused path ------------------------------------------------------------------ */
+
+/* t [..., n, c] as a contiguous [B, n, c] of dtype dt (no autograd), its
+ * batch dims first broadcast to bshape (nb dims, B elements). */
+static ax_status ax_sdpa_stage(ax_tensor **out, const ax_tensor *t, ax_dtype dt, int nb, const int64_t *bshape,
+                               int64_t B) {
+    int64_t full[AX_MAX_DIMS];
+    const int64_t n = t->shape[t->ndim - 2], c = t->shape[t->ndim - 1];
+    memcpy(full, bshape, (size_t)nb * sizeof(int64_t));
+    full[nb] = n;
+    full[nb + 1] = c;
+    ax_tensor *e = NULL, *cc = NULL, *cd = NULL;
     *out = NULL;
-    if (ax_sdpa_check(q, k, v, attn_mask, is_causal, scale, &nds, sshape) != AX_OK) return ax_error_status();
-    const int64_t L = sshape[nds - 2], S = sshape[nds - 1], E = q->shape[q->ndim - 1];
-    if (scale <= 0) scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
+    ax_no_grad_begin();
+    ax_status st = ax_tensor_expand(&e, t, nb + 2, full);
+    if (st == AX_OK) st = ax_tensor_contiguous(&cc, e);
+    if (st == AX_OK && cc->dtype != dt) st = ax_tensor_to_dtype(&cd, cc, dt);
+    if (st == AX_OK) st = ax_tensor_reshape(out, cd ? cd : cc, 3, (int64_t[]){B, n, c});
+    ax_no_grad_end();
+    ax_tensor *tmp[] = {e, cc, cd};
+    ax_free_n(tmp, sizeof tmp / sizeof tmp[0]);
+    return st;
+}
+
+/* t [B, n, c] viewed as [bshape..., n, c] (no autograd). */
+static ax_status ax_sdpa_unflatten(ax_tensor **out, const ax_tensor *t, int nb, const int64_t *bshape) {
+    int64_t full[AX_MAX_DIMS];
+    memcpy(full, bshape, (size_t)nb * sizeof(int64_t));
+    full[nb] = t->shape[1];
+    full[nb + 1] = t->shape[2];
+    ax_no_grad_begin();
+    ax_status st = ax_tensor_reshape(out, t, nb + 2, full);
+    ax_no_grad_end();
+    return st;
+}
+
+static void ax_sdpa_lse_free(void *lse) { ax_tensor_free(lse); }
+
+/* Saved: q, k, v as [B, *, *] (slots 0-2) and o [B, L, Ev] (3), as the
+ * kernels took them; lse [B, L] in ctx; f = {scale, is_causal, batch dims};
+ * i[0 .. batch dims) = the broadcast batch shape. */
+static ax_status ax_sdpa_fused_backward(ax_node *node, const ax_tensor *g, ax_tensor **gin) {
+    const ax_tensor *q = node->saved[0], *k = node->saved[1], *v = node->saved[2], *o = node->saved[3];
+    const ax_tensor *lse = node->ctx;
+    const double scale = node->f[0];
+    const bool causal = node->f[1] != 0;
+    const int nb = (int)node->f[2];
+    const ax_kernels *kt = ax_op_kernels(g);
+    if (!kt) return ax_error_status();
+    ax_device dev = g->storage->device;
+    ax_tensor *gc = NULL, *d[3] = {NULL, NULL, NULL};
+    const ax_tensor *like[3] = {q, k, v};
+    ax_status st = ax_sdpa_stage(&gc, g, o->dtype, nb, node->i, o->shape[0]);
+    for (int i = 0; i < 3 && st == AX_OK; i++)
+        if (ax_node_needs_grad(node, i)) st = ax_tensor_empty_on(&d[i], 3, like[i]->shape, q->dtype, dev);
+    if (st == AX_OK) st = kt->sdpa_backward(d[0], d[1], d[2], gc, q, k, v, o, lse, scale, causal);
+    ax_tensor_free(gc);
+    for (int i = 0; i < 3; i++) {
+        if (st == AX_OK && d[i]) {
+            ax_tensor *r = NULL;
+            st = ax_sdpa_unflatten(&r, d[i], nb, node->i);
+            if (st == AX_OK) st = ax_grad_fit(node, i, &r); /* sums broadcast batch dims away */
+            gin[i] = r;
+        }
+        ax_tensor_free(d[i]);
+        d[i] = NULL;
+    }
+    return st;
+}
+
+/* The fused kernels on q, k, v whose batch dims broadcast to bshape (nb
+ * dims). AX_ERR_UNSUPPORTED (error set) when the backend declines the
+ * shapes; the caller then composes. */
+static ax_status ax_sdpa_fused(const ax_kernels *kt, ax_tensor **out, const ax_tensor *q, const ax_tensor *k,
+                               const ax_tensor *v, bool is_causal, double scale, int nb, const int64_t *bshape) {
+    int64_t B = 1;
+    for (int i = 0; i < nb; i++) B *= bshape[i];
+    const int64_t L = q->shape[q->ndim - 2], Ev = v->shape[v->ndim - 1];
+    const ax_dtype dt = q->dtype;
+    const ax_device dev = q->storage->device;
+    ax_tensor *qc = NULL, *kc = NULL, *vc = NULL, *o = NULL, *lse = NULL, *r = NULL;
+    ax_status st = ax_sdpa_stage(&qc, q, dt, nb, bshape, B);
+    if (st == AX_OK) st = ax_sdpa_stage(&kc, k, dt, nb, bshape, B);
+    if (st == AX_OK) st = ax_sdpa_stage(&vc, v, dt, nb, bshape, B);
+    if (st == AX_OK) st = ax_tensor_empty_on(&o, 3, (int64_t[]){B, L, Ev}, dt, dev);
+    if (st == AX_OK) st = ax_tensor_empty_on(&lse, 2, (int64_t[]){B, L}, AX_DTYPE_F32, dev);
+    if (st == AX_OK) st = kt->sdpa(o, lse, qc, kc, vc, scale, is_causal);
+    if (st == AX_OK) st = ax_sdpa_unflatten(&r, o, nb, bshape);
+    const ax_tensor *inputs[3] = {q, k, v}, *saved[4] = {qc, kc, vc, o};
+    const double f[3] = {scale, is_causal ? 1.0 : 0.0, (double)nb};
+    if (st == AX_OK) st = ax_op_record(r, "scaled_dot_product_attention", ax_sdpa_fused_backward, 3, inputs, 4, saved,
+                                       3, f);
+    if (st == AX_OK && r->grad_fn) {
+        memcpy(r->grad_fn->i, bshape, (size_t)nb * sizeof(int64_t));
+        r->grad_fn->ctx = ax_tensor_retain(lse);
+        r->grad_fn->ctx_free = ax_sdpa_lse_free;
+    }
+    ax_tensor *tmp[] = {qc, kc, vc, o, lse};
+    ax_free_n(tmp, sizeof tmp / sizeof tmp[0]);
+    if (st != AX_OK) {
+        ax_tensor_free(r);
+        return st;
+    }
+    *out = r;
+    return AX_OK;
+}
+
+/* Whether the fused kernels apply: no mask, a dtype the backend multiplies
+ * in, and a table that has them. Inside an autocast region q, k and v are
+ * first cast to its half dtype (recorded), as ax_matmul would cast them;
+ * *ql, *kl, *vl receive the operands to use (new references). */
+static bool ax_sdpa_fusable(const ax_kernels *kt, const ax_tensor *q, const ax_tensor *k, const ax_tensor *v,
+                            const ax_tensor *attn_mask, ax_tensor **ql, ax_tensor **kl, ax_tensor **vl) {
+    *ql = *kl = *vl = NULL;
+    if (attn_mask || !AX_KERNELS_HAS(kt, sdpa) || !AX_KERNELS_HAS(kt, sdpa_backward)) return false;
+    ax_status st = ax_autocast_lowp(ql, q, AX_KOP_MATMUL);
+    if (st == AX_OK) st = ax_autocast_lowp(kl, k, AX_KOP_MATMUL);
+    if (st == AX_OK) st = ax_autocast_lowp(vl, v, AX_KOP_MATMUL);
+    if (st == AX_OK && (*ql)->dtype == (*kl)->dtype && (*ql)->dtype == (*vl)->dtype &&
+        kt->supports(AX_KOP_MATMUL, (*ql)->dtype))
+        return true;
+    ax_tensor *tmp[] = {*ql, *kl, *vl};
+    ax_free_n(tmp, 3);
+    *ql = *kl = *vl = NULL;
+    return false;
+}
+
+static ax_status ax_sdpa_composite(ax_tensor **out, const ax_tensor *q, const ax_tensor *k, const ax_tensor *v,
+                                   const ax_tensor *attn_mask, bool is_causal, double scale, int64_t L, int64_t S) {
     ax_tensor *qs = NULL, *kt = NULL, *s = NULL, *ninf = NULL, *cm = NULL, *mf = NULL, *sm = NULL, *p = NULL;
     ax_status st = ax_mul_scalar(&qs, q, scale);
     if (st == AX_OK) st = ax_tensor_transpose(&kt, k, -2, -1);
@@ -177,6 +300,30 @@ ax_status ax_scaled_dot_product_attention(ax_tensor **out, const ax_tensor *q, c
     if (st == AX_OK) st = ax_matmul(out, p, v);
     ax_tensor *tmp[] = {qs, kt, s, ninf, cm, mf, sm, p};
     ax_free_n(tmp, sizeof tmp / sizeof tmp[0]);
+    return st;
+}
+
+ax_status ax_scaled_dot_product_attention(ax_tensor **out, const ax_tensor *q, const ax_tensor *k,
+                                          const ax_tensor *v, const ax_tensor *attn_mask, bool is_causal,
+                                          double scale) {
+    const char *fn = "ax_scaled_dot_product_attention";
+    int nds = 0;
+    int64_t sshape[AX_MAX_DIMS];
+    *out = NULL;
+    if (ax_sdpa_check(q, k, v, attn_mask, is_causal, scale, &nds, sshape) != AX_OK) return ax_error_status();
+    const int64_t L = sshape[nds - 2], S = sshape[nds - 1], E = q->shape[q->ndim - 1];
+    if (scale <= 0) scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
+    const ax_kernels *kt = ax_op_kernels(q);
+    if (!kt) return ax_error_status();
+    ax_tensor *ql = NULL, *kl = NULL, *vl = NULL;
+    ax_status st = AX_ERR_UNSUPPORTED;
+    if (ax_sdpa_fusable(kt, q, k, v, attn_mask, &ql, &kl, &vl)) {
+        st = ax_sdpa_fused(kt, out, ql, kl, vl, is_causal, scale, nds - 2, sshape);
+        ax_tensor *tmp[] = {ql, kl, vl};
+        ax_free_n(tmp, 3);
+    }
+    /* no fused kernels, or the backend declined the shapes (e.g. a head dim) */
+    if (st == AX_ERR_UNSUPPORTED) st = ax_sdpa_composite(out, q, k, v, attn_mask, is_causal, scale, L, S);
     if (st != AX_OK && !strstr(ax_error_message(), fn)) ax_error_prefix("%s", fn);
     return st;
 }

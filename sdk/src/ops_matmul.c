@@ -214,30 +214,48 @@ done:
     return AX_OK;
 }
 
-ax_status ax_linear(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias) {
+/* ---- linear ----------------------------------------------------------------------
+ * Through the backend's fused member (one GEMM plus one epilogue pass, and
+ * the matching backward) when the table has it and x, weight and bias share
+ * a dtype it supports; otherwise matmul + add + activation as ops. */
+
+static ax_status ax_linear_check(const char *fn, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias,
+                                 ax_linear_act_op act) {
     char sx[160], sw[160];
-    *out = NULL;
+    if (!x || !weight) return AX_ERROR(AX_ERR_INVALID, "%s: %s is NULL", fn, !x ? "x" : "weight");
+    if (act != AX_LINEAR_ACT_NONE && act != AX_LINEAR_ACT_RELU && act != AX_LINEAR_ACT_GELU_TANH)
+        return AX_ERROR(AX_ERR_INVALID, "%s: act %d is not an ax_linear_act_op (NONE, RELU, GELU_TANH)", fn, (int)act);
+    if (ax_op_same_device(fn, bias ? 3 : 2, (const ax_tensor *[]){x, weight, bias}) != AX_OK) return ax_error_status();
+    if (ax_op_need_float(fn, "x", x) != AX_OK || ax_op_need_float(fn, "weight", weight) != AX_OK ||
+        (bias && ax_op_need_float(fn, "bias", bias) != AX_OK))
+        return ax_error_status();
     if (weight->ndim != 2 || x->ndim < 1 || x->shape[x->ndim - 1] != weight->shape[1])
-        return AX_ERROR(AX_ERR_INVALID, "ax_linear: x %s does not fit weight %s (want [..., in] and [out, in])",
+        return AX_ERROR(AX_ERR_INVALID, "%s: x %s does not fit weight %s (want [..., in] and [out, in])", fn,
                         ax_shape_str(sx, sizeof sx, x->ndim, x->shape),
                         ax_shape_str(sw, sizeof sw, weight->ndim, weight->shape));
     if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
-        return AX_ERROR(AX_ERR_INVALID, "ax_linear: bias %s does not match weight %s (want [out])",
+        return AX_ERROR(AX_ERR_INVALID, "%s: bias %s does not match weight %s (want [out])", fn,
                         ax_shape_str(sx, sizeof sx, bias->ndim, bias->shape),
                         ax_shape_str(sw, sizeof sw, weight->ndim, weight->shape));
-    ax_tensor *wt = NULL, *y = NULL;
+    return AX_OK;
+}
+
+/* matmul with a transposed view of weight, add, activation: three ops. */
+static ax_status ax_linear_compose(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias,
+                                   ax_linear_act_op act) {
+    ax_tensor *wt = NULL, *y = NULL, *z = NULL;
     ax_status st = ax_tensor_transpose(&wt, weight, 0, 1); /* a transposed view: no copy */
-    if (st == AX_OK) st = ax_matmul(&y, x, wt);
+    if (st == AX_OK) st = ax_matmul_any(&y, x, wt);
     ax_tensor_free(wt);
     if (st == AX_OK && bias) {
-        /* autocast: the bias joins the product's half dtype (recorded cast) */
-        ax_tensor *bl = NULL;
-        st = y->dtype != bias->dtype && ax_autocast_dtype() == y->dtype ? ax_tensor_to_dtype(&bl, bias, y->dtype)
-                                                                         : (bl = ax_tensor_retain((ax_tensor *)bias), AX_OK);
-        if (st == AX_OK) st = ax_add(out, y, bl);
-        ax_tensor_free(bl);
+        st = ax_add(&z, y, bias);
         ax_tensor_free(y);
-        return st;
+        y = z;
+    }
+    if (st == AX_OK && act != AX_LINEAR_ACT_NONE) {
+        st = act == AX_LINEAR_ACT_RELU ? ax_relu(&z, y) : ax_gelu(&z, y, true);
+        ax_tensor_free(y);
+        y = z;
     }
     if (st != AX_OK) {
         ax_tensor_free(y);
@@ -245,4 +263,148 @@ ax_status ax_linear(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight
     }
     *out = y;
     return AX_OK;
+}
+
+/* t as a contiguous tensor of dtype dt, not recorded (t itself when it is one). */
+static ax_status ax_linear_stage(ax_tensor **out, const ax_tensor *t, ax_dtype dt) {
+    *out = NULL;
+    if (!t) return AX_OK;
+    if (t->dtype != dt) return ax_cast_nograd(out, t, dt);
+    ax_no_grad_begin();
+    ax_status st = ax_tensor_contiguous(out, t);
+    ax_no_grad_end();
+    return st;
+}
+
+/* t [..., c] as a contiguous [rows, c] of dtype dt (no autograd). */
+static ax_status ax_linear_stage_2d(ax_tensor **out, const ax_tensor *t, ax_dtype dt, int64_t rows, int64_t c) {
+    ax_tensor *s = NULL;
+    *out = NULL;
+    ax_status st = ax_linear_stage(&s, t, dt);
+    if (st != AX_OK) return st;
+    ax_no_grad_begin();
+    st = ax_tensor_reshape(out, s, 2, (int64_t[]){rows, c});
+    ax_no_grad_end();
+    ax_tensor_free(s);
+    return st;
+}
+
+/* Saved: x as [M, K] (slot 0), weight (1), and pre (GELU) or y (RELU) [M, N]
+ * (2), all staged as the kernels take them; f[0] = act. */
+static ax_status ax_linear_fused_backward(ax_node *node, const ax_tensor *g, ax_tensor **gin) {
+    const ax_tensor *x = node->saved[0], *w = node->saved[1], *pre = node->saved[2];
+    ax_linear_act_op act = (ax_linear_act_op)node->f[0];
+    bool need_x = ax_node_needs_grad(node, 0), need_w = ax_node_needs_grad(node, 1),
+         need_b = node->n_inputs > 2 && ax_node_needs_grad(node, 2);
+    const ax_kernels *k = ax_op_kernels(g);
+    if (!k) return ax_error_status();
+    ax_device dev = g->storage->device;
+    int64_t m = x->shape[0], n = w->shape[0];
+    ax_tensor *gc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
+    ax_status st = ax_linear_stage_2d(&gc, g, x->dtype, m, n);
+    if (st == AX_OK && need_x) st = ax_tensor_empty_on(&dx, 2, x->shape, x->dtype, dev);
+    if (st == AX_OK && need_w) st = ax_tensor_empty_on(&dw, 2, w->shape, w->dtype, dev);
+    if (st == AX_OK && need_w) st = ax_tensor_fill_(dw, 0.0);
+    if (st == AX_OK && need_b) st = ax_tensor_empty_on(&db, 1, &n, AX_DTYPE_F32, dev);
+    if (st == AX_OK && need_b) st = ax_tensor_fill_(db, 0.0);
+    if (st == AX_OK) st = k->linear_backward(dx, dw, db, gc, x, w, pre, act);
+    ax_tensor_free(gc);
+    if (st == AX_OK && dx) { /* back to x's leading dims */
+        ax_tensor *r;
+        st = ax_tensor_reshape(&r, dx, node->in_ndim[0], node->in_shape[0]);
+        ax_tensor_free(dx);
+        dx = st == AX_OK ? r : NULL;
+    }
+    ax_tensor *outs[3] = {dx, dw, db};
+    for (int i = 0; i < 3; i++) {
+        if (st == AX_OK && outs[i]) {
+            st = ax_grad_fit(node, i, &outs[i]); /* to the input's dtype */
+            gin[i] = outs[i];
+        } else {
+            ax_tensor_free(outs[i]);
+        }
+        outs[i] = NULL;
+    }
+    return st;
+}
+
+static ax_status ax_linear_fused(const ax_kernels *k, ax_tensor **out, const ax_tensor *x, const ax_tensor *weight,
+                                 const ax_tensor *bias, ax_linear_act_op act) {
+    int64_t kk = weight->shape[1], n = weight->shape[0], m = 1;
+    for (int d = 0; d < x->ndim - 1; d++) m *= x->shape[d];
+    ax_dtype dt = x->dtype;
+    ax_device dev = x->storage->device;
+    const ax_tensor *inputs[3] = {x, weight, bias};
+    int nin = bias ? 3 : 2;
+    bool grad = ax_autograd_wanted(nin, inputs);
+    ax_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *pre = NULL, *r = NULL;
+    ax_status st = ax_linear_stage_2d(&xc, x, dt, m, kk);
+    if (st == AX_OK) st = ax_linear_stage(&wc, weight, dt);
+    if (st == AX_OK) st = ax_linear_stage(&bc, bias, dt);
+    if (st == AX_OK) st = ax_tensor_empty_on(&y, 2, (int64_t[]){m, n}, dt, dev);
+    if (st == AX_OK && grad && act == AX_LINEAR_ACT_GELU_TANH) st = ax_tensor_empty_on(&pre, 2, y->shape, dt, dev);
+    if (st == AX_OK) st = k->linear(y, pre, xc, wc, bc, act);
+    int64_t shape[AX_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = n;
+    if (st == AX_OK) {
+        ax_no_grad_begin();
+        st = ax_tensor_reshape(&r, y, x->ndim, shape);
+        ax_no_grad_end();
+    }
+    /* RELU's backward reads y's sign: y itself (a separate header from r,
+     * which carries the node, so no reference cycle) */
+    const ax_tensor *saved[3] = {xc, wc, act == AX_LINEAR_ACT_GELU_TANH ? pre : act == AX_LINEAR_ACT_RELU ? y : NULL};
+    const double f[1] = {(double)act};
+    if (st == AX_OK) st = ax_op_record(r, "linear", ax_linear_fused_backward, nin, inputs, 3, saved, 1, f);
+    ax_tensor_free(xc);
+    ax_tensor_free(wc);
+    ax_tensor_free(bc);
+    ax_tensor_free(y);
+    ax_tensor_free(pre);
+    if (st != AX_OK) {
+        ax_tensor_free(r);
+        return st;
+    }
+    *out = r;
+    return AX_OK;
+}
+
+static ax_status ax_linear_any(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias,
+                               ax_linear_act_op act) {
+    const ax_kernels *k = ax_op_kernels(x);
+    if (!k) return ax_error_status();
+    bool fused = AX_KERNELS_HAS(k, linear) && AX_KERNELS_HAS(k, linear_backward) && weight->dtype == x->dtype &&
+                 (!bias || bias->dtype == x->dtype) && k->supports(AX_KOP_MATMUL, x->dtype);
+    return fused ? ax_linear_fused(k, out, x, weight, bias, act) : ax_linear_compose(out, x, weight, bias, act);
+}
+
+/* Inside an autocast region (axon/amp.h) x, weight and bias are cast to the
+ * region's half dtype by recorded casts, as ax_matmul casts its operands;
+ * the output is half. */
+static ax_status ax_linear_run(const char *fn, ax_tensor **out, const ax_tensor *x, const ax_tensor *weight,
+                               const ax_tensor *bias, ax_linear_act_op act) {
+    if (!out) return AX_ERROR(AX_ERR_INVALID, "%s: out (the output pointer) is NULL", fn);
+    *out = NULL;
+    if (ax_linear_check(fn, x, weight, bias, act) != AX_OK) return ax_error_status();
+    if (!ax_autocast_lowp_wanted(x->dtype == AX_DTYPE_F32 ? x : weight, AX_KOP_MATMUL))
+        return ax_linear_any(out, x, weight, bias, act);
+    ax_tensor *xl = NULL, *wl = NULL, *bl = NULL;
+    ax_status st = ax_autocast_lowp(&xl, x, AX_KOP_MATMUL);
+    if (st == AX_OK) st = ax_autocast_lowp(&wl, weight, AX_KOP_MATMUL);
+    if (st == AX_OK) st = ax_autocast_lowp(&bl, bias, AX_KOP_MATMUL);
+    if (st == AX_OK) st = ax_linear_any(out, xl, wl, bl, act);
+    ax_tensor_free(xl);
+    ax_tensor_free(wl);
+    ax_tensor_free(bl);
+    return st;
+}
+
+ax_status ax_linear(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias) {
+    return ax_linear_run("ax_linear", out, x, weight, bias, AX_LINEAR_ACT_NONE);
+}
+
+ax_status ax_linear_act(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias,
+                        ax_linear_act_op act) {
+    return ax_linear_run("ax_linear_act", out, x, weight, bias, act);
 }

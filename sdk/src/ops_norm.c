@@ -10,7 +10,10 @@
  *                  groups = C
  *
  * The views are recorded by autograd, so only the kernel op itself (one
- * node: x, weight, bias) needs a backward rule. Batch norm in evaluation
+ * node: x, weight, bias) needs a backward rule. Instance norm + leaky_relu
+ * runs the fused group_norm_act kernels, one each way, where the backend
+ * has them (else group_norm then unary, and unary_backward then
+ * group_norm_backward). Batch norm in evaluation
  * is a broadcasting composition: y = x * scale + shift.
  */
 #include <math.h>
@@ -68,7 +71,8 @@ static ax_status ax_norm_backward(ax_node *node, const ax_tensor *g, ax_tensor *
     if (!k) return ax_error_status();
     ax_tensor *gc = NULL, *mean = NULL, *rstd = NULL, *dx = NULL, *dw = NULL, *db = NULL;
     ax_status st = ax_norm_f32(&gc, g);
-    if (st == AX_OK && ya) {
+    const bool fused = ya && AX_KERNELS_HAS(k, group_norm_act_backward);
+    if (st == AX_OK && ya && !fused) {
         /* leaky relu's gradient from its output: y > 0 exactly where its
          * input is, for the slopes >= 0 this path takes */
         ax_tensor *gp = NULL;
@@ -82,7 +86,10 @@ static ax_status ax_norm_backward(ax_node *node, const ax_tensor *g, ax_tensor *
     if (st == AX_OK && ax_node_needs_grad(node, 0)) st = ax_tensor_empty_like(&dx, x, AX_DTYPE_F32);
     if (st == AX_OK && ax_node_needs_grad(node, 1)) st = ax_norm_zeros(&dw, channels, x);
     if (st == AX_OK && ax_node_needs_grad(node, 2)) st = ax_norm_zeros(&db, channels, x);
-    if (st == AX_OK) st = k->group_norm_backward(dx, dw, db, gc, x, mean, rstd, w, groups);
+    if (st == AX_OK && fused)
+        st = k->group_norm_act_backward(dx, dw, db, gc, x, ya, mean, rstd, w, groups, node->f[0]);
+    else if (st == AX_OK)
+        st = k->group_norm_backward(dx, dw, db, gc, x, mean, rstd, w, groups);
     ax_tensor_free(gc);
     ax_tensor_free(mean);
     ax_tensor_free(rstd);
@@ -115,8 +122,13 @@ static ax_status ax_norm_op(const char *fn, ax_tensor **y, const ax_tensor *x, i
     if (st == AX_OK) st = ax_tensor_empty_like(&yf, cx, AX_DTYPE_F32);
     if (st == AX_OK) st = ax_tensor_empty_on(&stats, 3, sshape, AX_DTYPE_F32, x->storage->device);
     if (st == AX_OK) st = ax_norm_stats_views(stats, &mean, &rstd);
-    if (st == AX_OK) st = k->group_norm(yf, mean, rstd, cx, cw, cb, groups, eps);
-    if (st == AX_OK && act) st = k->unary(AX_UNARY_LEAKY_RELU, yf, yf, (const double[]){slope, 0});
+    if (st == AX_OK && act && AX_KERNELS_HAS(k, group_norm_act)) {
+        st = k->group_norm_act(yf, mean, rstd, cx, cw, cb, groups, eps, slope);
+    } else {
+        /* backends built before the fused members: two kernels */
+        if (st == AX_OK) st = k->group_norm(yf, mean, rstd, cx, cw, cb, groups, eps);
+        if (st == AX_OK && act) st = k->unary(AX_UNARY_LEAKY_RELU, yf, yf, (const double[]){slope, 0});
+    }
     /* autocast (axon/amp.h): half inputs give f32 outputs, as PyTorch's fp32 ops */
     bool keep_f32 = x->dtype == AX_DTYPE_F32 || ax_autocast_f32_wanted(x);
     if (st == AX_OK) st = keep_f32 ? (r = ax_tensor_retain(yf), AX_OK) : ax_cast_nograd(&r, yf, x->dtype);

@@ -105,9 +105,19 @@ static ax_status ax_cat_backward(ax_node *node, const ax_tensor *g, ax_tensor **
     return AX_OK;
 }
 
-/* Shapes, dtypes and devices of ts agree (dim d may differ, or none when
- * d < 0). */
-static ax_status ax_cat_check(const char *fn, int n, const ax_tensor *const *ts, int dim, int *d) {
+/* The dtype of a concatenation: the inputs' own when they agree; for
+ * mixed float inputs the widest (f32, or f32 for bf16 with f16), as
+ * torch.cat promotes. The U-Net decoder under autocast needs it: its
+ * upsampled bf16 half meets an f32 skip (norms compute in f32). */
+static ax_dtype ax_cat_dtype(ax_dtype a, ax_dtype b) {
+    if (a == b) return a;
+    if (!ax_dtype_is_float(a) || !ax_dtype_is_float(b)) return (ax_dtype)0;
+    return AX_DTYPE_F32;
+}
+
+/* Shapes and devices of ts agree (dim d may differ, or none when d < 0);
+ * *dtype: the output's (ax_cat_dtype). */
+static ax_status ax_cat_check(const char *fn, int n, const ax_tensor *const *ts, int dim, int *d, ax_dtype *dtype) {
     if (n < 1 || !ts) return AX_ERROR(AX_ERR_INVALID, "%s: needs at least one tensor, got %d", fn, n);
     for (int i = 0; i < n; i++)
         if (!ts[i]) return AX_ERROR(AX_ERR_INVALID, "%s: ts[%d] is NULL", fn, i);
@@ -115,11 +125,14 @@ static ax_status ax_cat_check(const char *fn, int n, const ax_tensor *const *ts,
     if (ax_need_dims(fn, "ts[0]", r) != AX_OK || ax_shape_dim(fn, "ts[0]", r, dim, d) != AX_OK ||
         ax_op_same_device(fn, n, ts) != AX_OK)
         return ax_error_status();
+    *dtype = r->dtype;
     for (int i = 1; i < n; i++) {
         const ax_tensor *t = ts[i];
-        if (t->dtype != r->dtype)
-            return AX_ERROR(AX_ERR_INVALID, "%s: ts[%d] is %s but ts[0] is %s (no type promotion: convert first)", fn,
-                            i, ax_dtype_name(t->dtype), ax_dtype_name(r->dtype));
+        ax_dtype dt = ax_cat_dtype(*dtype, t->dtype);
+        if (!dt)
+            return AX_ERROR(AX_ERR_INVALID, "%s: ts[%d] is %s but ts[0] is %s (only float dtypes promote: convert first)",
+                            fn, i, ax_dtype_name(t->dtype), ax_dtype_name(r->dtype));
+        *dtype = dt;
         bool ok = t->ndim == r->ndim;
         for (int k = 0; ok && k < r->ndim; k++) ok = k == *d || t->shape[k] == r->shape[k];
         if (!ok) {
@@ -132,16 +145,17 @@ static ax_status ax_cat_check(const char *fn, int n, const ax_tensor *const *ts,
     return AX_OK;
 }
 
-/* Concatenate checked inputs along d; records one node whose edges are the
- * inputs that require grad, so at most AX_NODE_MAX_INPUTS of them. */
-static ax_status ax_cat_flat(ax_tensor **out, int n, const ax_tensor *const *ts, int d) {
+/* Concatenate checked inputs along d into dtype dt; records one node whose
+ * edges are the inputs that require grad, so at most AX_NODE_MAX_INPUTS of
+ * them (their gradients return in their own dtypes). */
+static ax_status ax_cat_flat(ax_tensor **out, int n, const ax_tensor *const *ts, int d, ax_dtype dt) {
     const ax_tensor *r = ts[0];
     int64_t shape[AX_MAX_DIMS];
     memcpy(shape, r->shape, sizeof shape);
     shape[d] = 0;
     for (int i = 0; i < n; i++) shape[d] += ts[i]->shape[d];
     ax_tensor *o;
-    if (ax_tensor_empty_on(&o, r->ndim, shape, r->dtype, r->storage->device) != AX_OK) return ax_error_status();
+    if (ax_tensor_empty_on(&o, r->ndim, shape, dt, r->storage->device) != AX_OK) return ax_error_status();
     const ax_tensor *grad_in[AX_NODE_MAX_INPUTS];
     int64_t span[AX_NODE_MAX_INPUTS][2];
     int ng = 0;
@@ -188,8 +202,8 @@ static int ax_count_grad(int n, const ax_tensor *const *ts) {
 /* With more trainable inputs than a node has edges, cat groups of them
  * first (each group a node of its own) and then the groups: extra copies,
  * but only for wide concatenations under autograd. */
-static ax_status ax_cat_tree(ax_tensor **out, int n, const ax_tensor *const *ts, int d) {
-    if (!ax_grad_enabled() || ax_count_grad(n, ts) <= AX_NODE_MAX_INPUTS) return ax_cat_flat(out, n, ts, d);
+static ax_status ax_cat_tree(ax_tensor **out, int n, const ax_tensor *const *ts, int d, ax_dtype dt) {
+    if (!ax_grad_enabled() || ax_count_grad(n, ts) <= AX_NODE_MAX_INPUTS) return ax_cat_flat(out, n, ts, d, dt);
     ax_tensor *part[AX_NODE_MAX_INPUTS] = {NULL};
     int per = (n + AX_NODE_MAX_INPUTS - 1) / AX_NODE_MAX_INPUTS, np = 0;
     ax_status st = AX_OK;
@@ -198,18 +212,19 @@ static ax_status ax_cat_tree(ax_tensor **out, int n, const ax_tensor *const *ts,
         if (m == 1)
             part[np] = ax_tensor_retain((ax_tensor *)ts[s]);
         else
-            st = ax_cat_tree(&part[np], m, ts + s, d);
+            st = ax_cat_tree(&part[np], m, ts + s, d, dt);
     }
-    if (st == AX_OK) st = ax_cat_flat(out, np, (const ax_tensor *const *)part, d);
+    if (st == AX_OK) st = ax_cat_flat(out, np, (const ax_tensor *const *)part, d, dt);
     for (int i = 0; i < np; i++) ax_tensor_free(part[i]);
     return st;
 }
 
 ax_status ax_cat(ax_tensor **out, int n, const ax_tensor *const *ts, int dim) {
     int d;
+    ax_dtype dt;
     *out = NULL;
-    if (ax_cat_check("ax_cat", n, ts, dim, &d) != AX_OK) return ax_error_status();
-    ax_status st = ax_cat_tree(out, n, ts, d);
+    if (ax_cat_check("ax_cat", n, ts, dim, &d, &dt) != AX_OK) return ax_error_status();
+    ax_status st = ax_cat_tree(out, n, ts, d, dt);
     if (st != AX_OK && !strstr(ax_error_message(), "ax_cat")) ax_error_prefix("ax_cat");
     return st;
 }
@@ -240,8 +255,9 @@ ax_status ax_stack(ax_tensor **out, int n, const ax_tensor *const *ts, int dim) 
     ax_status st = AX_OK;
     for (int i = 0; i < n && st == AX_OK; i++) st = ax_tensor_unsqueeze(&u[i], ts[i], d);
     int cd;
-    if (st == AX_OK) st = ax_cat_check(fn, n, (const ax_tensor *const *)u, d, &cd);
-    if (st == AX_OK) st = ax_cat_tree(out, n, (const ax_tensor *const *)u, cd);
+    ax_dtype dt;
+    if (st == AX_OK) st = ax_cat_check(fn, n, (const ax_tensor *const *)u, d, &cd, &dt);
+    if (st == AX_OK) st = ax_cat_tree(out, n, (const ax_tensor *const *)u, cd, dt);
     for (int i = 0; i < n; i++) ax_tensor_free(u[i]);
     free(u);
     if (st != AX_OK && !strstr(ax_error_message(), fn)) ax_error_prefix("%s", fn);

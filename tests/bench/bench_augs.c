@@ -14,6 +14,7 @@
  *     /tmp/bench_augs [plugin=build/plugins/augs/spatial/.libs/spatial.so] [iterations=10] [patch=160]
  *     python3 tests/bench/bench_augs.py --patch 160 --extent <E printed above>
  */
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,33 +22,6 @@
 #include <time.h>
 
 #include "axon/axon.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU time of this thread: on a shared machine it stays close to the idle
- * wall time while the wall clock includes waiting for a core. */
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-#define CHECK(expr)                                                        \
-    do {                                                                   \
-        if ((expr) != AX_OK) {                                             \
-            fprintf(stderr, "%s failed: %s\n", #expr, ax_error_message()); \
-            exit(1);                                                       \
-        }                                                                  \
-    } while (0)
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "build/plugins/augs/spatial/.libs/spatial.so";
@@ -60,16 +34,16 @@ int main(int argc, char **argv) {
     const ax_plugin *pl = entry()[0];
     const ax_aug_ops *ops = pl->ops;
     ax_params *params;
-    CHECK(ax_params_new(&params, pl->params, "spatial"));
-    CHECK(ax_params_set_text(params, "p_rotation", "1"));
-    CHECK(ax_params_set_text(params, "p_scale", "1"));
+    AX_BENCH_CHECK(ax_params_new(&params, pl->params, "spatial"));
+    AX_BENCH_CHECK(ax_params_set_text(params, "p_rotation", "1"));
+    AX_BENCH_CHECK(ax_params_set_text(params, "p_scale", "1"));
     void *self;
-    CHECK(ops->create(&self, params));
+    AX_BENCH_CHECK(ops->create(&self, params));
 
     int32_t patch[3] = {n, n, n}, ext[3];
-    double t0 = now();
-    CHECK(ops->extent(self, patch, ext));
-    double t_ext = now() - t0;
+    double t0 = ax_bench_now();
+    AX_BENCH_CHECK(ops->extent(self, patch, ext));
+    double t_ext = ax_bench_now() - t0;
     size_t vin = (size_t)ext[0] * ext[1] * ext[2];
     float *src = malloc(vin * sizeof *src), *img = malloc(vin * sizeof *img);
     uint8_t *lsrc = malloc(vin), *lab = malloc(vin);
@@ -86,12 +60,12 @@ int main(int argc, char **argv) {
                            .shape = {ext[0], ext[1], ext[2]}, .target = {n, n, n}};
             ax_rng r;
             ax_rng_init(&r, 7, (uint64_t)(it + 1));
-            double a = now(), ac = cpu_now();
-            CHECK(ops->apply(self, &s, &r));
-            if (it >= 0) t[it] = now() - a, tc[it] = cpu_now() - ac;
+            double a = ax_bench_now(), ac = ax_bench_thread_cpu();
+            AX_BENCH_CHECK(ops->apply(self, &s, &r));
+            if (it >= 0) t[it] = ax_bench_now() - a, tc[it] = ax_bench_thread_cpu() - ac;
         }
-        qsort(t, (size_t)iters, sizeof *t, cmp_double);
-        qsort(tc, (size_t)iters, sizeof *tc, cmp_double);
+        ax_bench_sort(t, iters);
+        ax_bench_sort(tc, iters);
         printf("axon spatial %s: patch %d^3 from extent %dx%dx%d, wall median %.1f best %.1f ms, "
                "cpu median %.1f best %.1f ms (%d runs)\n",
                with_label ? "image+label" : "image      ", n, ext[0], ext[1], ext[2], 1e3 * t[iters / 2],

@@ -15,28 +15,15 @@
  * process's CPU time for forward + backward (all threads; spin-waiting
  * included); on a busy machine, compare single-thread cpu and wall minima.
  */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include <axon/axon.h>
 
-static double ax_clock_ms(clockid_t id) {
-    struct timespec t;
-    clock_gettime(id, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static double ax_now_ms(void) { return ax_clock_ms(CLOCK_MONOTONIC); }
-
-static int ax_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void ax_report(const char *what, double *ms, int n) {
-    qsort(ms, (size_t)n, sizeof *ms, ax_cmp);
+    ax_bench_sort(ms, n);
     printf("%-8s median %9.1f ms   min %9.1f ms\n", what, ms[n / 2], ms[0]);
 }
 
@@ -80,11 +67,11 @@ int main(int argc, char **argv) {
         ax_tensor_zero_grad(x);
         ax_tensor_zero_grad(w);
         ax_tensor_zero_grad(b);
-        double c0 = ax_clock_ms(CLOCK_PROCESS_CPUTIME_ID), t0 = ax_now_ms();
+        double c0 = ax_bench_clock_ms(CLOCK_PROCESS_CPUTIME_ID), t0 = ax_bench_now_ms();
         AX_CHECK(transposed ? ax_conv_transpose3d(&y, x, w, b, &p) : ax_conv3d(&y, x, w, b, &p));
-        double t1 = ax_now_ms();
+        double t1 = ax_bench_now_ms();
         AX_CHECK(ax_backward(y, g));
-        double t2 = ax_now_ms(), c2 = ax_clock_ms(CLOCK_PROCESS_CPUTIME_ID);
+        double t2 = ax_bench_now_ms(), c2 = ax_bench_clock_ms(CLOCK_PROCESS_CPUTIME_ID);
         ax_tensor_free(y);
         if (it < 0) continue;
         fwd[it] = t1 - t0;

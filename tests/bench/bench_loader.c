@@ -15,6 +15,7 @@
  *     /tmp/bench_loader CACHE PLUGIN_DIR [steps=20] [patch=160] [threads=1,2]
  *     (PLUGIN_DIR holds spatial.so and mirror.so, e.g. build/plugins/augs)
  */
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,28 +26,6 @@
 #include "axon/axon.h"
 #include "axon/cache.h"
 #include "axon/loader.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* CPU seconds of the whole process (all worker threads). */
-static double cpu_time(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-           1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
-
-#define CHECK(expr)                                                        \
-    do {                                                                   \
-        if ((expr) != AX_OK) {                                             \
-            fprintf(stderr, "%s failed: %s\n", #expr, ax_error_message()); \
-            exit(1);                                                       \
-        }                                                                  \
-    } while (0)
 
 /* An AUG instance from dir/<name>/.libs/<name>.so or dir/<name>.so, with
  * its default parameters. */
@@ -64,10 +43,10 @@ static ax_loader_aug load_aug(const char *dir, const char *name) {
     const ax_plugin *pl = entry()[0];
     const ax_aug_ops *ops = pl->ops;
     ax_params *params;
-    CHECK(ax_params_new(&params, pl->params, name));
-    CHECK(ax_params_check(params));
+    AX_BENCH_CHECK(ax_params_new(&params, pl->params, name));
+    AX_BENCH_CHECK(ax_params_check(params));
     void *self = NULL;
-    if (ops->create) CHECK(ops->create(&self, params));
+    if (ops->create) AX_BENCH_CHECK(ops->create(&self, params));
     return (ax_loader_aug){ops, self, name};
 }
 
@@ -78,10 +57,10 @@ int main(int argc, char **argv) {
     if (steps < 1 || patch < 8) return fprintf(stderr, "bench_loader: steps >= 1, patch >= 8\n"), 2;
     char **paths;
     size_t n_paths;
-    CHECK(ax_cache_list(argv[1], NULL, &paths, &n_paths));
+    AX_BENCH_CHECK(ax_cache_list(argv[1], NULL, &paths, &n_paths));
     ax_loader_aug augs[2] = {load_aug(argv[2], "spatial"), load_aug(argv[2], "mirror")};
     int32_t p3[3] = {patch, patch, patch}, ext[3];
-    CHECK(augs[0].ops->extent(augs[0].self, p3, ext));
+    AX_BENCH_CHECK(augs[0].ops->extent(augs[0].self, p3, ext));
     printf("case %s, patch %d^3, spatial extent %dx%dx%d\n", paths[0], patch, ext[0], ext[1], ext[2]);
 
     char *list = strdup(threads_list);
@@ -96,19 +75,19 @@ int main(int argc, char **argv) {
         o.augs = augs;
         o.n_augs = 2;
         ax_loader *ld;
-        CHECK(ax_loader_new(&ld, &o));
+        AX_BENCH_CHECK(ax_loader_new(&ld, &o));
         ax_batch b;
         /* warm-up: the workers' scratch boxes and the batch buffers fault in */
         for (int i = 0; i < 2; i++) {
-            CHECK(ax_loader_next(ld, &b));
+            AX_BENCH_CHECK(ax_loader_next(ld, &b));
             ax_batch_clear(&b);
         }
-        double t0 = now(), c0 = cpu_time();
+        double t0 = ax_bench_now(), c0 = ax_bench_process_cpu();
         for (int i = 0; i < steps; i++) {
-            CHECK(ax_loader_next(ld, &b));
+            AX_BENCH_CHECK(ax_loader_next(ld, &b));
             ax_batch_clear(&b);
         }
-        double dt = now() - t0, dc = cpu_time() - c0;
+        double dt = ax_bench_now() - t0, dc = ax_bench_process_cpu() - c0;
         printf("axon loader (threads %d): %d patches in %.2f s: %.2f patches/s wall, %.2f patches/CPU-s\n", o.threads,
                steps * o.batch, dt, steps * o.batch / dt, steps * o.batch / dc);
         fflush(stdout);

@@ -12,6 +12,7 @@
 # of about 150x185x160 voxels. Needs a built tree, gcc, python3 with
 # numpy, torch, batchgenerators and batchgeneratorsv2.
 set -u
+. "$(dirname "$0")/bench_lib.sh"
 build=build steps=10 patch=160 threads="1,$(nproc)" rounds=2
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -24,21 +25,18 @@ while [ $# -gt 0 ]; do
         *) echo "bench_loader.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-src=$(cd "$(dirname "$0")/../.." && pwd)
-case "$build" in /*) ;; *) build="$src/$build" ;; esac
+ax_bench_locate
 [ -x "$build/host/axon" ] && [ -f "$build/sdk/.libs/libaxon.so" ] ||
     { echo "bench_loader.sh: no built tree in $build (--build DIR)" >&2; exit 2; }
 template=/usr/share/mricron/templates/ch2better.nii.gz
 [ -f "$template" ] || { echo "bench_loader.sh: $template missing (apt-get install mricron-data)" >&2; exit 2; }
 
-tmp=$(mktemp -d /tmp/axon-bench-loader-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+ax_bench_tmpdir /tmp/axon-bench-loader-XXXXXX
 mkdir -p "$tmp/raw"
 cp "$template" "$tmp/raw/"
 "$build/host/axon" preprocess --format nifti-dir --root "$tmp/raw" --spacing 1,1,1 -o "$tmp/cache" --quiet >/dev/null ||
     { echo "bench_loader.sh: preprocessing failed" >&2; exit 1; }
-gcc -O2 -std=c11 -D_DEFAULT_SOURCE -I"$src/sdk/include" -I"$build/sdk/include" "$src/tests/bench/bench_loader.c" \
-    -L"$build/sdk/.libs" -laxon -Wl,-rpath,"$build/sdk/.libs" -ldl -o "$tmp/bench_loader" ||
+ax_bench_cc bench_loader "$tmp/bench_loader" -D_DEFAULT_SOURCE -ldl ||
     { echo "bench_loader.sh: cannot build bench_loader.c" >&2; exit 1; }
 
 # Alternate the two sides so background load hits both alike; keep each

@@ -10,24 +10,12 @@
  * Defaults: 2 threads, N = 4096, 5 timed iterations after one warm-up.
  * Prints the median and minimum in milliseconds, GFLOP/s and peak RSS.
  */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <axon/axon.h>
-
-static double ax_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int ax_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
@@ -42,21 +30,19 @@ int main(int argc, char **argv) {
     }
     double *t = calloc((size_t)iters, sizeof *t);
     for (int it = -1; it < iters; it++) {
-        double t0 = ax_now_ms();
+        double t0 = ax_bench_now_ms();
         if (ax_matmul(&c, a, b) != AX_OK) {
             fprintf(stderr, "%s\n", ax_error_message());
             return 1;
         }
-        double t1 = ax_now_ms();
+        double t1 = ax_bench_now_ms();
         ax_tensor_free(c);
         if (it >= 0) t[it] = t1 - t0;
     }
-    qsort(t, (size_t)iters, sizeof *t, ax_cmp);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    ax_bench_sort(t, iters);
     double med = t[iters / 2];
     printf("axon matmul %lldx%lld, %d threads: median %.1f ms, min %.1f ms, %.1f GFLOP/s, peak RSS %ld MiB\n",
-           (long long)n, (long long)n, ax_num_threads(), med, t[0], 2.0 * n * n * n / (t[0] * 1e6), ru.ru_maxrss / 1024);
+           (long long)n, (long long)n, ax_num_threads(), med, t[0], 2.0 * n * n * n / (t[0] * 1e6), ax_bench_peak_rss_mib());
     ax_tensor_free(a);
     ax_tensor_free(b);
     free(t);

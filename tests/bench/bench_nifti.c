@@ -16,32 +16,14 @@
  * checksum of the result (the same on both sides to ~1e-6) and the peak
  * RSS.
  */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <axon/axon.h>
 #include <axon/volume.h>
-
-static double ax_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static double ax_cpu_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static int ax_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* In place (x - mean) / max(std, 1e-8) over all voxels, as nnU-Net's
  * ZScoreNormalization without a mask. One pass for the moments: float
@@ -80,31 +62,29 @@ int main(int argc, char **argv) {
     double check = 0;
     int64_t n = 0;
     for (int it = -1; it < iters; it++) {
-        double c0 = ax_cpu_ms(), t0 = ax_now_ms();
+        double c0 = ax_bench_clock_ms(CLOCK_PROCESS_CPUTIME_ID), t0 = ax_bench_now_ms();
         ax_volume *v;
         if (ax_volume_read(&v, path, NULL) != AX_OK) {
             fprintf(stderr, "bench_nifti: %s\n", ax_error_message());
             return 1;
         }
-        double t1 = ax_now_ms();
+        double t1 = ax_bench_now_ms();
         n = (int64_t)v->channels * v->shape[0] * v->shape[1] * v->shape[2];
         ax_zscore(v->data, n);
-        double t2 = ax_now_ms(), c2 = ax_cpu_ms();
+        double t2 = ax_bench_now_ms(), c2 = ax_bench_clock_ms(CLOCK_PROCESS_CPUTIME_ID);
         /* a position-weighted checksum: catches misplaced voxels too */
         check = 0;
         for (int64_t i = 0; i < n; i += 7) check += v->data[i] * (double)(i % 1000);
         ax_volume_free(v);
         if (it >= 0) ts[it] = t2 - t0, tr[it] = t1 - t0, tc[it] = c2 - c0;
     }
-    qsort(ts, (size_t)iters, sizeof *ts, ax_cmp);
-    qsort(tr, (size_t)iters, sizeof *tr, ax_cmp);
-    qsort(tc, (size_t)iters, sizeof *tc, ax_cmp);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
+    ax_bench_sort(ts, iters);
+    ax_bench_sort(tr, iters);
+    ax_bench_sort(tc, iters);
     printf("axon nifti read+reorient+zscore %s (%lld voxels), %d threads: median %.1f ms, min %.1f ms, "
            "read+reorient median %.1f ms, CPU median %.1f ms, checksum %.6e, peak RSS %ld MiB\n",
            path, (long long)n, threads, ts[iters / 2], ts[0], tr[iters / 2], tc[iters / 2], check,
-           ru.ru_maxrss / 1024);
+           ax_bench_peak_rss_mib());
     free(ts);
     free(tr);
     free(tc);

@@ -11,6 +11,7 @@
  * Run:
  *     ./bench_norm [threads=2] [iterations=10]
  */
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -18,37 +19,23 @@
 #include "axon/kernels.h"
 #include "axon/norm.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-#define CHECK(expr)                                                             \
-    do {                                                                        \
-        if ((expr) != AX_OK) {                                                  \
-            fprintf(stderr, "%s failed: %s\n", #expr, ax_error_message());      \
-            exit(1);                                                            \
-        }                                                                       \
-    } while (0)
-
 typedef enum { FUSED, COMPOSED, NORM_ONLY } variant;
 
 static void step(variant v, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b, const ax_tensor *g,
                  double *t_fwd, double *t_all) {
     ax_tensor *y, *h = NULL;
-    double t0 = now();
+    double t0 = ax_bench_now();
     if (v == FUSED) {
-        CHECK(ax_instance_norm_leaky_relu(&y, x, w, b, 1e-5, 0.01));
+        AX_BENCH_CHECK(ax_instance_norm_leaky_relu(&y, x, w, b, 1e-5, 0.01));
     } else if (v == NORM_ONLY) {
-        CHECK(ax_instance_norm(&y, x, w, b, 1e-5));
+        AX_BENCH_CHECK(ax_instance_norm(&y, x, w, b, 1e-5));
     } else {
-        CHECK(ax_instance_norm(&h, x, w, b, 1e-5));
-        CHECK(ax_leaky_relu(&y, h, 0.01));
+        AX_BENCH_CHECK(ax_instance_norm(&h, x, w, b, 1e-5));
+        AX_BENCH_CHECK(ax_leaky_relu(&y, h, 0.01));
     }
-    double t1 = now();
-    CHECK(ax_backward(y, g));
-    double t2 = now();
+    double t1 = ax_bench_now();
+    AX_BENCH_CHECK(ax_backward(y, g));
+    double t2 = ax_bench_now();
     ax_tensor_free(y);
     ax_tensor_free(h);
     *t_fwd = t1 - t0;
@@ -60,13 +47,13 @@ int main(int argc, char **argv) {
     ax_set_num_threads(threads);
     const int64_t xs[] = {2, 32, 64, 64, 64}, cs[] = {32};
     ax_tensor *x, *w, *b, *g;
-    CHECK(ax_tensor_randn(&x, 5, xs, AX_DTYPE_F32, 1, 0));
-    CHECK(ax_tensor_randn(&g, 5, xs, AX_DTYPE_F32, 2, 0));
-    CHECK(ax_tensor_full(&w, 1, cs, AX_DTYPE_F32, 1.0));
-    CHECK(ax_tensor_full(&b, 1, cs, AX_DTYPE_F32, 0.1));
-    CHECK(ax_tensor_set_requires_grad(x, true));
-    CHECK(ax_tensor_set_requires_grad(w, true));
-    CHECK(ax_tensor_set_requires_grad(b, true));
+    AX_BENCH_CHECK(ax_tensor_randn(&x, 5, xs, AX_DTYPE_F32, 1, 0));
+    AX_BENCH_CHECK(ax_tensor_randn(&g, 5, xs, AX_DTYPE_F32, 2, 0));
+    AX_BENCH_CHECK(ax_tensor_full(&w, 1, cs, AX_DTYPE_F32, 1.0));
+    AX_BENCH_CHECK(ax_tensor_full(&b, 1, cs, AX_DTYPE_F32, 0.1));
+    AX_BENCH_CHECK(ax_tensor_set_requires_grad(x, true));
+    AX_BENCH_CHECK(ax_tensor_set_requires_grad(w, true));
+    AX_BENCH_CHECK(ax_tensor_set_requires_grad(b, true));
     const char *names[] = {"fused ax_instance_norm_leaky_relu", "ax_instance_norm + ax_leaky_relu",
                            "ax_instance_norm alone"};
     for (int v = FUSED; v <= NORM_ONLY; v++) {
@@ -86,26 +73,26 @@ int main(int argc, char **argv) {
     const ax_kernels *k = ax_cpu_kernels();
     const int64_t ms[] = {2, 32};
     ax_tensor *y, *gp, *dx, *mean, *rstd, *dw, *db;
-    CHECK(ax_tensor_zeros(&y, 5, xs, AX_DTYPE_F32));
-    CHECK(ax_tensor_zeros(&gp, 5, xs, AX_DTYPE_F32));
-    CHECK(ax_tensor_zeros(&dx, 5, xs, AX_DTYPE_F32));
-    CHECK(ax_tensor_zeros(&mean, 2, ms, AX_DTYPE_F32));
-    CHECK(ax_tensor_zeros(&rstd, 2, ms, AX_DTYPE_F32));
-    CHECK(ax_tensor_zeros(&dw, 1, cs, AX_DTYPE_F32));
-    CHECK(ax_tensor_zeros(&db, 1, cs, AX_DTYPE_F32));
+    AX_BENCH_CHECK(ax_tensor_zeros(&y, 5, xs, AX_DTYPE_F32));
+    AX_BENCH_CHECK(ax_tensor_zeros(&gp, 5, xs, AX_DTYPE_F32));
+    AX_BENCH_CHECK(ax_tensor_zeros(&dx, 5, xs, AX_DTYPE_F32));
+    AX_BENCH_CHECK(ax_tensor_zeros(&mean, 2, ms, AX_DTYPE_F32));
+    AX_BENCH_CHECK(ax_tensor_zeros(&rstd, 2, ms, AX_DTYPE_F32));
+    AX_BENCH_CHECK(ax_tensor_zeros(&dw, 1, cs, AX_DTYPE_F32));
+    AX_BENCH_CHECK(ax_tensor_zeros(&db, 1, cs, AX_DTYPE_F32));
     const double p[2] = {0.01, 0};
     double best[4] = {1e30, 1e30, 1e30, 1e30};
     for (int i = 0; i < iters + 2; i++) {
         double t[5];
-        t[0] = now();
-        CHECK(k->group_norm(y, mean, rstd, x, w, b, 32, 1e-5));
-        t[1] = now();
-        CHECK(k->unary(AX_UNARY_LEAKY_RELU, y, y, p));
-        t[2] = now();
-        CHECK(k->unary_backward(AX_UNARY_LEAKY_RELU, gp, g, y, y, p));
-        t[3] = now();
-        CHECK(k->group_norm_backward(dx, dw, db, gp, x, mean, rstd, w, 32));
-        t[4] = now();
+        t[0] = ax_bench_now();
+        AX_BENCH_CHECK(k->group_norm(y, mean, rstd, x, w, b, 32, 1e-5));
+        t[1] = ax_bench_now();
+        AX_BENCH_CHECK(k->unary(AX_UNARY_LEAKY_RELU, y, y, p));
+        t[2] = ax_bench_now();
+        AX_BENCH_CHECK(k->unary_backward(AX_UNARY_LEAKY_RELU, gp, g, y, y, p));
+        t[3] = ax_bench_now();
+        AX_BENCH_CHECK(k->group_norm_backward(dx, dw, db, gp, x, mean, rstd, w, 32));
+        t[4] = ax_bench_now();
         for (int j = 0; j < 4 && i >= 2; j++)
             if (t[j + 1] - t[j] < best[j]) best[j] = t[j + 1] - t[j];
     }

@@ -23,12 +23,11 @@
  * (getrusage ru_maxrss) before the first step and after the last, in the
  * format of bench_unet (run_all.sh's "unet" parser reads it).
  */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <axon/autograd.h>
@@ -38,23 +37,6 @@
 #include <axon/plugin.h>
 
 #define RESENC_MAX_STEPS 100
-
-static double resenc_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static long resenc_peak_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024;
-}
-
-static int resenc_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int resenc_fail(const char *what) {
     fprintf(stderr, "bench_resenc: %s: %s\n", what, ax_error_message());
@@ -133,23 +115,23 @@ int main(int argc, char **argv) {
 
     printf("axon resenc_unet %s, %lld parameters, N=%lld 1x%lld^3, %d threads\n", preset, (long long)n_weights,
            (long long)n, (long long)s, ax_num_threads());
-    long rss_before = resenc_peak_rss_mib();
+    long rss_before = ax_bench_peak_rss_mib();
     double ms[RESENC_MAX_STEPS], loss = 0;
     for (int it = -1; it < steps; it++) {
-        double t0 = resenc_now_ms();
+        double t0 = ax_bench_now_ms();
         if (resenc_step(net, opt, x, target, &loss) != AX_OK) return resenc_fail("training step");
-        double t1 = resenc_now_ms();
+        double t1 = ax_bench_now_ms();
         if (it < 0) {
             printf("axon resenc initial loss %.4f (warm-up step %.1f ms, peak RSS %ld MiB)\n", loss, t1 - t0,
-                   resenc_peak_rss_mib());
+                   ax_bench_peak_rss_mib());
             fflush(stdout);
         } else {
             ms[it] = t1 - t0;
         }
     }
-    long rss_after = resenc_peak_rss_mib();
+    long rss_after = ax_bench_peak_rss_mib();
     printf("axon resenc final loss %.4f\n", loss);
-    qsort(ms, (size_t)steps, sizeof *ms, resenc_cmp);
+    ax_bench_sort(ms, steps);
     printf("axon resenc %s N=%lld 1x%lld^3, %d threads, %d steps: median %.1f ms, min %.1f ms, "
            "peak RSS %ld MiB (before training %ld MiB)\n",
            preset, (long long)n, (long long)s, ax_num_threads(), steps, ms[steps / 2], ms[0], rss_after, rss_before);

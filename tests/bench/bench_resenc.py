@@ -11,13 +11,14 @@ decay 3e-5. Prints the median and minimum wall time per step (zero_grad +
 forward + loss + backward + step) and the peak RSS (ru_maxrss) before the
 first step and after the last; "before" is mostly the interpreter and torch.
 """
-import resource
 import sys
 import time
 
 import torch
 from torch import nn
 from dynamic_network_architectures.architectures.unet import ResidualEncoderUNet
+
+from bench_util import peak_rss_mib
 
 # the plugin's presets: features, residual blocks per stage (strides 1, 2, 2, ...)
 PRESETS = {
@@ -26,10 +27,6 @@ PRESETS = {
     "M": ([32, 64, 128, 256, 320], [1, 3, 4, 6, 6]),
     "L": ([32, 64, 128, 256, 320, 320], [1, 3, 4, 6, 6, 6]),
 }
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def main():

@@ -34,11 +34,10 @@
  * (model, optimizer, input and target built), after the warm-up step and
  * after the last step.
  */
-#define _POSIX_C_SOURCE 200809L
+#include "bench_util.h" /* first: sets _POSIX_C_SOURCE */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #include <axon/axon.h>
@@ -82,23 +81,6 @@ typedef struct unet {
     ax_tensor *params[UNET_MAX_PARAMS]; /* borrowed views of the above */
     size_t n_params;
 } unet;
-
-static double unet_now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
-static long unet_peak_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024; /* KiB on Linux */
-}
-
-static int unet_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static ax_status unet_leaf(unet *net, ax_tensor **t, int ndim, const int64_t *shape) {
     ax_status st = ax_tensor_zeros(t, ndim, shape, AX_DTYPE_F32);
@@ -290,25 +272,25 @@ int main(int argc, char **argv) {
 
     printf("axon unet 4-stage ResEnc, %lld parameters, N=%lld 1x%lld^3, %d threads\n", (long long)n_weights,
            (long long)n, (long long)s, ax_num_threads());
-    long rss_before = unet_peak_rss_mib();
+    long rss_before = ax_bench_peak_rss_mib();
     double *ms = calloc((size_t)steps, sizeof *ms), loss0 = NAN, loss = NAN;
     if (!ms) return 1;
     for (int it = -1; it < steps; it++) {
-        double t0 = unet_now_ms();
+        double t0 = ax_bench_now_ms();
         if (unet_step(&net, opt, x, target, &loss) != AX_OK) return unet_fail("training step");
-        double t1 = unet_now_ms();
+        double t1 = ax_bench_now_ms();
         if (it < 0) {
             loss0 = loss;
             printf("axon unet initial loss %.4f (warm-up step %.1f ms, peak RSS %ld MiB)\n", loss0, t1 - t0,
-                   unet_peak_rss_mib());
+                   ax_bench_peak_rss_mib());
             fflush(stdout);
         } else {
             ms[it] = t1 - t0;
         }
     }
-    long rss_after = unet_peak_rss_mib();
+    long rss_after = ax_bench_peak_rss_mib();
     printf("axon unet final loss %.4f\n", loss);
-    qsort(ms, (size_t)steps, sizeof *ms, unet_cmp);
+    ax_bench_sort(ms, steps);
     printf("axon unet N=%lld 1x%lld^3, %d threads, %d steps: median %.1f ms, min %.1f ms, "
            "peak RSS %ld MiB (before training %ld MiB)\n",
            (long long)n, (long long)s, ax_num_threads(), steps, ms[steps / 2], ms[0], rss_after, rss_before);

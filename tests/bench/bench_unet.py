@@ -13,12 +13,13 @@ peak RSS (resource.getrusage ru_maxrss) before the first step, after the
 warm-up step and after the last; the "before" value is mostly the
 interpreter and torch itself.
 """
-import resource
 import sys
 import time
 
 import torch
 from torch import nn
+
+from bench_util import peak_rss_mib
 
 FEATURES = (32, 64, 128, 256)
 STRIDES = (1, 2, 2, 2)
@@ -77,10 +78,6 @@ class ResEncUNet(nn.Module):
         for i, (up, dec) in enumerate(zip(self.ups, self.dec)):
             x = dec(torch.cat((up(x), skips[-(i + 2)]), 1))
         return self.head(x)
-
-
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def main():

@@ -8,6 +8,7 @@
 # Needs a built tree in ./build (libaxon in build/sdk/.libs), gcc, python3
 # with torch, and GNU time (/usr/bin/time; `apt-get install -y time`).
 set -u
+. "$(dirname "$0")/bench_lib.sh"
 
 usage() {
     cat <<'EOF'
@@ -54,12 +55,7 @@ while [ $# -gt 0 ]; do
         *) echo "run_all.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
-for v in "$threads" "$rounds" "$unet_steps"; do
-    case "$v" in
-        ''|*[!0-9]*|0) echo "run_all.sh: --threads, --rounds and --unet-steps take a positive integer, got '$v'" >&2
-                       exit 2 ;;
-    esac
-done
+ax_bench_posint run_all.sh "--threads, --rounds and --unet-steps" "$threads" "$rounds" "$unet_steps"
 
 # Everything below runs from the source tree root.
 root=$(cd "$(dirname "$0")/../.." && pwd) || exit 2
@@ -220,14 +216,14 @@ bench() {
     rows+=("| $label | $best_a | $best_t | $(ratio "$best_a" "$best_t") | $peak_a | $peak_t | $(ratio "$peak_a" "$peak_t") | $bl_a | $bl_t | $ws_a | $ws_t | $(ratio "$ws_a" "$ws_t") |")
 }
 
-load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+load_before=$(ax_bench_loadavg 2>/dev/null)
 bench conv "conv3d fwd+bwd (N=2, 32->32, 64^3, k3, p1)" bench_conv conv "$threads" 2 32 64 5 0
 bench convT "conv_transpose3d fwd+bwd k2 s2 (N=2, 32->32, 32^3 -> 64^3)" bench_conv conv "$threads" 2 32 64 5 1
 bench matmul "matmul 4096^2 (fwd)" bench_matmul matmul "$threads" 4096 5
 bench norm "instance_norm+leaky_relu fwd+bwd 2x32x64^3 (best of 10)" bench_norm norm "$threads" 10
 bench nifti "NIfTI read + RAS + z-score, ch2better.nii.gz (vs nibabel + numpy)" bench_nifti nifti "$threads" 10
 bench unet "U-Net training step, 2x1x64^3 (median of $unet_steps steps)" bench_unet unet "$threads" 2 64 "$unet_steps"
-load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+load_after=$(ax_bench_loadavg 2>/dev/null)
 
 # ---- table ------------------------------------------------------------------
 cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)

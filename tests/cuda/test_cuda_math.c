@@ -7,7 +7,9 @@
  * by rebuilding, on the host, exactly what the CUDA kernels compute from
  * them — pooling, adaptive pooling, interpolation and padding forward, and
  * the gather form of their backward passes — and comparing with the CPU
- * kernels on several geometries.
+ * kernels on several geometries; the fused group norm + leaky_relu
+ * likewise (statistics, gated sums and per-element formulas), and the
+ * attention forward's online softmax against the CPU sdpa kernel.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -636,12 +638,184 @@ static void test_optim(void **state) {
     ax_tensor_free(x), ax_tensor_free(g), ax_tensor_free(p0), ax_tensor_free(b0), ax_tensor_free(v0);
 }
 
+/* ---- group norm + leaky_relu: the fused kernels' element math ------------------------------------
+ * The host rebuild of ax_cuda_group_norm_act (double statistics around the
+ * unit's first element, then ax_cm_norm_act per element) and of
+ * ax_cuda_group_norm_act_backward (gated row sums in double with the
+ * kernel's mean and rstd, ax_cm_norm_dx_coef per unit, ax_cm_norm_dx per
+ * element, per-channel dweight/dbias), against the CPU's fused kernels. */
+
+typedef struct norm_act_case {
+    int ndim;
+    int64_t shape[5];
+    int64_t groups;
+    double slope;
+} norm_act_case;
+
+static void norm_act_case_run(const norm_act_case *nc, uint64_t seed) {
+    const int64_t n = nc->shape[0], c = nc->shape[1], groups = nc->groups, cpg = c / groups;
+    int64_t s = 1;
+    for (int d = 2; d < nc->ndim; d++) s *= nc->shape[d];
+    const int64_t len = cpg * s, total = n * c * s, ms[2] = {n, groups};
+    const float slope = (float)nc->slope;
+    ax_tensor *x = randn(nc->ndim, nc->shape, seed), *dy = randn(nc->ndim, nc->shape, seed + 1);
+    ax_tensor *w = randn(1, &c, seed + 2), *b = randn(1, &c, seed + 3);
+    ax_tensor *y = empty(nc->ndim, nc->shape, AX_DTYPE_F32), *dx = empty(nc->ndim, nc->shape, AX_DTYPE_F32);
+    ax_tensor *mean = empty(2, ms, AX_DTYPE_F32), *rstd = empty(2, ms, AX_DTYPE_F32), *dw, *db;
+    OK(ax_tensor_zeros(&dw, 1, &c, AX_DTYPE_F32));
+    OK(ax_tensor_zeros(&db, 1, &c, AX_DTYPE_F32));
+    OK(cpu()->group_norm_act(y, mean, rstd, x, w, b, groups, 1e-5, nc->slope));
+    OK(cpu()->group_norm_act_backward(dx, dw, db, dy, x, y, mean, rstd, w, groups, nc->slope));
+    const float *xd = ax_tensor_data(x), *dyd = ax_tensor_data(dy), *wd = ax_tensor_data(w), *bd = ax_tensor_data(b);
+    const float *yd = ax_tensor_data(y), *md = ax_tensor_data(mean), *rd = ax_tensor_data(rstd);
+    float *ye = malloc((size_t)total * sizeof *ye), *dxe = malloc((size_t)total * sizeof *dxe);
+    float *dwe = calloc((size_t)c, sizeof *dwe), *dbe = calloc((size_t)c, sizeof *dbe);
+    double *sdy = malloc((size_t)(n * c) * sizeof *sdy), *sdx = malloc((size_t)(n * c) * sizeof *sdx);
+    assert_true(ye && dxe && dwe && dbe && sdy && sdx);
+    for (int64_t u = 0; u < n * groups; u++) {
+        /* forward: ax_cu_norm_moments_kernel + ax_cu_norm_stats_kernel + the apply kernel */
+        const float *xu = xd + u * len;
+        double k = xu[0], s1 = 0, s2 = 0;
+        for (int64_t i = 0; i < len; i++) s1 += (double)xu[i] - k, s2 += ((double)xu[i] - k) * ((double)xu[i] - k);
+        double m1 = s1 / (double)len, m = k + m1, var = s2 / (double)len - m1 * m1;
+        double r = 1.0 / sqrt((var < 0 ? 0 : var) + 1e-5);
+        float mhi = (float)m, mlo = (float)(m - (double)mhi), rf = (float)r;
+        for (int64_t i = 0; i < len; i++) {
+            int64_t ch = (u % groups) * cpg + i / s;
+            ye[u * len + i] = ax_cm_norm_act(xu[i], mhi, mlo, rf * wd[ch], bd[ch], slope);
+        }
+        /* backward: ax_cu_norm_rowsum_kernel with the gate, then the unit kernel */
+        double swdy = 0, swdx = 0;
+        for (int64_t j = 0; j < cpg; j++) {
+            int64_t row = u * cpg + j, ch = (u % groups) * cpg + j;
+            double a = 0, q = 0, mu = md[u];
+            for (int64_t i = 0; i < s; i++) {
+                double d = ax_cm_leaky_gate(dyd[row * s + i], yd[row * s + i], slope);
+                a += d;
+                q += d * ((double)xd[row * s + i] - mu);
+            }
+            sdy[row] = a, sdx[row] = q;
+            swdy += wd[ch] * a, swdx += wd[ch] * q;
+        }
+        float bx, d0;
+        ax_cm_norm_dx_coef(swdy, swdx, rd[u], len, &bx, &d0);
+        for (int64_t i = 0; i < len; i++) {
+            int64_t e = u * len + i, ch = (u % groups) * cpg + i / s;
+            dxe[e] = ax_cm_norm_dx(ax_cm_leaky_gate(dyd[e], yd[e], slope), xd[e], rd[u] * wd[ch], bx, md[u], d0);
+        }
+    }
+    for (int64_t ch = 0; ch < c; ch++) { /* ax_cu_norm_param_kernel */
+        double a = 0, q = 0;
+        for (int64_t i = 0; i < n; i++) a += (double)rd[i * groups + ch / cpg] * sdx[i * c + ch], q += sdy[i * c + ch];
+        dwe[ch] = (float)a, dbe[ch] = (float)q;
+    }
+    expect_close(y, ye, 1e-5f, "group_norm_act y");
+    expect_close(dx, dxe, 1e-5f, "group_norm_act_backward dx");
+    expect_close(dw, dwe, 1e-5f, "group_norm_act_backward dweight");
+    expect_close(db, dbe, 1e-5f, "group_norm_act_backward dbias");
+    free(ye), free(dxe), free(dwe), free(dbe), free(sdy), free(sdx);
+    ax_tensor *all[] = {x, dy, w, b, y, dx, mean, rstd, dw, db};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ax_tensor_free(all[i]);
+}
+
+static void test_norm_act(void **state) {
+    (void)state;
+    /* the gate is leaky_relu's backward with x = y, bit for bit, edge values included */
+    ax_tensor *v = vec_f32(k_vals, N_VALS), *dyv = vec_f32(k_vals, N_VALS), *g = empty(1, (int64_t[]){N_VALS}, AX_DTYPE_F32);
+    const double p[2] = {0.01, 0};
+    OK(cpu()->unary_backward(AX_UNARY_LEAKY_RELU, g, dyv, v, v, p));
+    for (int64_t i = 0; i < N_VALS; i++) {
+        float dyi = k_vals[(i + 7) % N_VALS]; /* dy and y from different rows of the edge values */
+        float want = ax_cm_unary_backward(AX_UNARY_LEAKY_RELU, dyi, k_vals[i], k_vals[i], 0.01f, 0);
+        float got = ax_cm_leaky_gate(dyi, k_vals[i], 0.01f);
+        assert_true(memcmp(&want, &got, sizeof got) == 0 || (isnan(want) && isnan(got)));
+        float gc = (float)ax_tensor_get(g, i), gm = ax_cm_leaky_gate(k_vals[i], k_vals[i], 0.01f);
+        assert_true(memcmp(&gc, &gm, sizeof gm) == 0 || (isnan(gc) && isnan(gm)));
+    }
+    ax_tensor_free(v), ax_tensor_free(dyv), ax_tensor_free(g);
+    const norm_act_case cases[] = {
+        {5, {2, 3, 5, 6, 7}, 3, 0.01}, /* instance norm, 210 per channel */
+        {4, {2, 6, 4, 5}, 2, 0.0},     /* group norm, relu */
+        {3, {3, 4, 1}, 1, 0.2},        /* one element per channel */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) norm_act_case_run(&cases[i], 700 + 10 * i);
+}
+
+/* The CUDA attention forward's per-row online softmax, rebuilt on the host
+ * from cuda_math.h's helpers (tiles of 32 keys, rescaling by
+ * ax_cm_att_corr), against the CPU sdpa kernel's o and lse; rows that see
+ * nothing (scores overflowing to -inf) give o 0 and lse -inf in both. */
+static void att_case(int64_t L, int64_t S, int64_t E, int64_t Ev, bool causal, bool overflow_row, uint64_t seed) {
+    const int64_t T = 32;
+    ax_tensor *q = randn(3, (int64_t[]){1, L, E}, seed), *k = randn(3, (int64_t[]){1, S, E}, seed + 1);
+    ax_tensor *v = randn(3, (int64_t[]){1, S, Ev}, seed + 2), *o = empty(3, (int64_t[]){1, L, Ev}, AX_DTYPE_F32);
+    ax_tensor *lse = empty(2, (int64_t[]){1, L}, AX_DTYPE_F32);
+    float *qd = ax_tensor_data(q), *kd = ax_tensor_data(k), *vd = ax_tensor_data(v);
+    if (overflow_row) { /* row 1's scores: -1e30 * 1e10 = -inf in f32 */
+        for (int64_t i = 0; i < L; i++) qd[i * E] = i == 1 ? -1e30f : 0.0f;
+        for (int64_t j = 0; j < S; j++) kd[j * E] = 1e10f;
+    }
+    const float scale = 0.3f;
+    OK(cpu()->sdpa(o, lse, q, k, v, scale, causal));
+    float *acc = malloc((size_t)Ev * sizeof *acc), *p = malloc((size_t)T * sizeof *p);
+    assert_non_null(acc && p);
+    for (int64_t i = 0; i < L; i++) {
+        float m = -INFINITY, l = 0;
+        for (int64_t c = 0; c < Ev; c++) acc[c] = 0;
+        for (int64_t j0 = 0; j0 < S; j0 += T) {
+            float s[32], mx = m, sum = 0;
+            for (int64_t jj = 0; jj < T; jj++) {
+                bool vis = ax_cm_att_visible(i, j0 + jj, S, causal);
+                float d = 0;
+                for (int64_t e = 0; vis && e < E; e++) d = fmaf(qd[i * E + e], kd[(j0 + jj) * E + e], d);
+                s[jj] = vis ? d * scale : -INFINITY;
+                mx = fmaxf(mx, s[jj]);
+            }
+            for (int64_t jj = 0; jj < T; jj++) sum += p[jj] = ax_cm_att_prob(s[jj], mx, s[jj] != -INFINITY);
+            float corr = ax_cm_att_corr(m, mx);
+            l = l * corr + sum;
+            m = mx;
+            for (int64_t c = 0; c < Ev; c++) {
+                float x = acc[c] * corr;
+                for (int64_t jj = 0; jj < T && j0 + jj < S; jj++) x = fmaf(p[jj], vd[(j0 + jj) * Ev + c], x);
+                acc[c] = x;
+            }
+        }
+        float want_lse = (float)ax_tensor_get(lse, i), got_lse = ax_cm_att_lse(m, l);
+        if (!close_f(want_lse, got_lse, 1e-5f)) fail_msg("att row %lld: lse cpu %.9g, helpers %.9g", (long long)i, want_lse, got_lse);
+        for (int64_t c = 0; c < Ev; c++) {
+            float want = (float)ax_tensor_get(o, i * Ev + c), got = l > 0 ? acc[c] / l : 0.0f;
+            if (!(fabsf(want - got) <= 1e-5f + 1e-4f * fabsf(want)))
+                fail_msg("att row %lld col %lld: o cpu %.9g, helpers %.9g", (long long)i, (long long)c, want, got);
+        }
+        if (overflow_row && i == 1) assert_true(isinf(got_lse) && got_lse < 0 && isinf(want_lse));
+    }
+    free(acc);
+    free(p);
+    ax_tensor_free(q), ax_tensor_free(k), ax_tensor_free(v), ax_tensor_free(o), ax_tensor_free(lse);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    assert_true(ax_cm_att_corr(-INFINITY, 2.0f) == 0.0f);
+    assert_true(ax_cm_att_corr(-INFINITY, -INFINITY) == 0.0f);
+    assert_true(ax_cm_att_corr(1.5f, 1.5f) == 1.0f);
+    assert_true(ax_cm_att_prob(3.0f, -INFINITY, true) == 0.0f && ax_cm_att_prob(3.0f, 1.0f, false) == 0.0f);
+    assert_true(ax_cm_att_prob(1.0f, 1.0f, true) == 1.0f);
+    assert_true(ax_cm_att_lse(5.0f, 0.0f) == -INFINITY && ax_cm_att_lse(2.0f, 1.0f) == 2.0f);
+    assert_true(ax_cm_att_visible(3, 3, 5, true) && !ax_cm_att_visible(3, 4, 5, true) && !ax_cm_att_visible(9, 5, 5, false));
+    att_case(40, 70, 13, 7, false, false, 900);
+    att_case(75, 40, 8, 5, true, false, 910); /* L > S: late rows see every key */
+    att_case(5, 37, 4, 3, false, true, 920);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary),       cmocka_unit_test(test_unary_backward), cmocka_unit_test(test_unary_int),
         cmocka_unit_test(test_binary),      cmocka_unit_test(test_argmax_rule),    cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_adaptive),       cmocka_unit_test(test_interpolate),
-        cmocka_unit_test(test_pad),         cmocka_unit_test(test_optim),
+        cmocka_unit_test(test_pad),         cmocka_unit_test(test_optim),          cmocka_unit_test(test_norm_act),
+        cmocka_unit_test(test_attention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

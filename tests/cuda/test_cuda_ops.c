@@ -470,6 +470,157 @@ static void test_group_norm(void) {
         }
 }
 
+/* The fused members against the CPU's, contiguous (as the front-end passes
+ * them). The GPU backward reads the CPU's y, so both gate dy identically
+ * even where a pre-activation rounds to opposite sides of 0. */
+static void test_group_norm_act(void) {
+    section("group_norm_act forward/backward (instance norm + leaky_relu; group norm + relu; no dx)");
+    int64_t shapes[][5] = {{2, 8, 5, 6, 7}, {2, 4, 40, 40, 40}, {2, 6, 9, 9, 1}};
+    const int64_t groups[] = {8, 4, 2};
+    const double slopes[] = {0.01, 0.01, 0.0};
+    for (int si = 0; si < 3; si++) {
+        int64_t *s = shapes[si], c = s[1], gr = groups[si], ms[2] = {s[0], gr};
+        ax_tensor *x = randn(5, s, 70), *dy = randn(5, s, 71), *w = randn(1, &c, 72), *b = randn(1, &c, 73);
+        ax_tensor *y = empty(5, s, AX_DTYPE_F32), *m = empty(2, ms, AX_DTYPE_F32), *r = empty(2, ms, AX_DTYPE_F32);
+        ax_tensor *dx = empty(5, s, AX_DTYPE_F32), *dw = randn(1, &c, 74), *dbias = randn(1, &c, 75);
+        ax_tensor *dw2 = empty(1, &c, AX_DTYPE_F32);
+        ax_tensor *dwg = to_gpu(dw), *dbg = to_gpu(dbias), *dw2g = to_gpu(dw2);
+        CT_OK(C->group_norm_act(y, m, r, x, w, b, gr, 1e-5, slopes[si]));
+        CT_OK(C->group_norm_act_backward(dx, dw, dbias, dy, x, y, m, r, w, gr, slopes[si]));
+        CT_OK(C->group_norm_act_backward(NULL, dw2, NULL, dy, x, y, m, r, w, gr, slopes[si]));
+        ax_tensor *xg = to_gpu(x), *yg = gpu_like(y, 0, false), *mg = gpu_like(m, 0, false), *rg = gpu_like(r, 0, false);
+        ax_tensor *wg = to_gpu(w), *bg = to_gpu(b), *dyg = to_gpu(dy), *dxg = gpu_like(dx, 0, false), *ycg = to_gpu(y);
+        CT_OK(G->group_norm_act(yg, mg, rg, xg, wg, bg, gr, 1e-5, slopes[si]));
+        CT_OK(G->group_norm_act_backward(dxg, dwg, dbg, dyg, xg, ycg, mg, rg, wg, gr, slopes[si]));
+        CT_OK(G->group_norm_act_backward(NULL, dw2g, NULL, dyg, xg, ycg, mg, rg, wg, gr, slopes[si]));
+        expect_near(y, yg, 1e-5, 1e-5, "group_norm_act y");
+        expect_near(m, mg, 1e-6, 1e-6, "  mean");
+        expect_near(r, rg, 1e-5, 1e-6, "  rstd");
+        expect_near(dx, dxg, 1e-4, 1e-5, "  dx");
+        expect_near(dw, dwg, 1e-4, 1e-3, "  dweight (+=)");
+        expect_near(dbias, dbg, 1e-4, 1e-3, "  dbias (+=)");
+        expect_near(dw2, dw2g, 1e-4, 1e-3, "  dweight without dx");
+        FREE(x, dy, w, b, y, m, r, dx, dw, dbias, dw2, dwg, dbg, dw2g, xg, yg, mg, rg, wg, bg, dyg, dxg, ycg);
+    }
+    /* a negative slope is refused (the backward could not read the branch from y) */
+    int64_t s[3] = {2, 3, 4}, ms[2] = {2, 3};
+    ax_tensor *x = randn(3, s, 76), *xg = to_gpu(x), *yg = gpu_like(x, 0, false);
+    ax_tensor *m = empty(2, ms, AX_DTYPE_F32), *mgs = to_gpu(m), *rgs = to_gpu(m);
+    if (G->group_norm_act(yg, mgs, rgs, xg, NULL, NULL, 3, 1e-5, -0.5) != AX_ERR_INVALID) {
+        fprintf(stderr, "FAIL group_norm_act accepted slope -0.5\n");
+        ct_failures++;
+    }
+    FREE(x, xg, yg, m, mgs, rgs);
+}
+
+static void test_linear(void) {
+    section("linear fused epilogues (none/relu/gelu_tanh, bias or not, aux ld % 8 or not; f32 and bf16) + backward");
+    const int64_t shapes[][3] = {{37, 24, 19}, {64, 13, 33}}; /* M, N, K: N = 13 runs GELU's pre unfused */
+    const ax_linear_act_op acts[] = {AX_LINEAR_ACT_NONE, AX_LINEAR_ACT_RELU, AX_LINEAR_ACT_GELU_TANH};
+    for (int si = 0; si < 2; si++)
+        for (int ai = 0; ai < 3; ai++)
+            for (int bf = 0; bf < 2; bf++) {
+                int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+                int64_t xs[2] = {m, k}, ws[2] = {n, k}, ys[2] = {m, n};
+                ax_linear_act_op act = acts[ai];
+                bool bias = ai != 1 || si == 0, gelu = act == AX_LINEAR_ACT_GELU_TANH;
+                ax_dtype dt = bf ? AX_DTYPE_BF16 : AX_DTYPE_F32;
+                ax_tensor *x0 = randn(2, xs, 80), *w0 = randn(2, ws, 81), *b0 = randn(1, &n, 82), *dy0 = randn(2, ys, 83);
+                /* CPU reference on the (rounded) values the GPU sees */
+                ax_tensor *x = bf ? bf16_round(x0) : as_dtype(x0, AX_DTYPE_F32), *w = bf ? bf16_round(w0) : as_dtype(w0, AX_DTYPE_F32),
+                          *b = bf ? bf16_round(b0) : as_dtype(b0, AX_DTYPE_F32), *dy = bf ? bf16_round(dy0) : as_dtype(dy0, AX_DTYPE_F32);
+                ax_tensor *y = empty(2, ys, AX_DTYPE_F32), *pre = empty(2, ys, AX_DTYPE_F32);
+                ax_tensor *dx = empty(2, xs, AX_DTYPE_F32), *dw = randn(2, ws, 84), *db = randn(1, &n, 85);
+                CT_OK(C->linear(y, gelu ? pre : NULL, x, w, bias ? b : NULL, act));
+                CT_OK(C->linear_backward(dx, dw, db, dy, x, w, gelu ? pre : act == AX_LINEAR_ACT_RELU ? y : NULL, act));
+                ax_tensor *xd = as_dtype(x, dt), *wd = as_dtype(w, dt), *bd = as_dtype(b, dt), *dyd = as_dtype(dy, dt);
+                ax_tensor *dw0 = randn(2, ws, 84), *dwd = as_dtype(dw0, dt), *db0 = randn(1, &n, 85);
+                ax_tensor *xg = to_gpu(xd), *wg = to_gpu(wd), *bg = to_gpu(bd), *dyg = to_gpu(dyd);
+                ax_tensor *yg = gpu_like(y, dt, false), *preg = gpu_like(y, dt, false), *dxg = gpu_like(dx, dt, false);
+                ax_tensor *dwg = to_gpu(dwd), *dbg = to_gpu(db0);
+                CT_OK(G->linear(yg, gelu ? preg : NULL, xg, wg, bias ? bg : NULL, act));
+                CT_OK(G->linear_backward(dxg, dwg, dbg, dyg, xg, wg, gelu ? preg : act == AX_LINEAR_ACT_RELU ? yg : NULL, act));
+                char what[96];
+                double tol = bf ? 2e-2 : 1e-4, sy = bf ? 2e-2 * max_abs(y) : 1e-4;
+                snprintf(what, sizeof what, "linear %s act %d M %lld N %lld%s y", bf ? "bf16" : "f32", (int)act,
+                         (long long)m, (long long)n, bias ? "" : " no bias");
+                expect_near(y, yg, tol, sy, what);
+                if (gelu) expect_near(pre, preg, tol, bf ? 2e-2 * max_abs(pre) : 1e-4, "  pre (aux)");
+                expect_near(dx, dxg, tol, bf ? 3e-2 * max_abs(dx) : 1e-4, "  dx");
+                expect_near(dw, dwg, tol, bf ? 3e-2 * max_abs(dw) : 1e-4, "  dw (+=)");
+                expect_near(db, dbg, tol, bf ? 3e-2 * max_abs(db) : 1e-4, "  db (+=)");
+                FREE(x0, w0, b0, dy0, x, w, b, dy, y, pre, dx, dw, db, xd, wd, bd, dyd, dw0, dwd, db0);
+                FREE(xg, wg, bg, dyg, yg, preg, dxg, dwg, dbg);
+            }
+    /* shapes that do not chain are refused, naming the kernel */
+    int64_t xs[2] = {4, 5}, ws[2] = {3, 6}, ys[2] = {4, 3};
+    ax_tensor *x = empty(2, xs, AX_DTYPE_F32), *w = empty(2, ws, AX_DTYPE_F32), *y = empty(2, ys, AX_DTYPE_F32);
+    ax_tensor *xg = to_gpu(x), *wg = to_gpu(w), *yg = to_gpu(y);
+    if (G->linear(yg, NULL, xg, wg, NULL, AX_LINEAR_ACT_NONE) != AX_ERR_INVALID || !strstr(ax_error_message(), "ax_cuda_linear")) {
+        fprintf(stderr, "FAIL linear with K 5 vs 6: want AX_ERR_INVALID naming ax_cuda_linear, got '%s'\n", ax_error_message());
+        ct_failures++;
+    }
+    FREE(x, w, y, xg, wg, yg);
+}
+
+static void test_sdpa(void) {
+    section("fused attention (sdpa + backward): causal or not, L != S, E 64 / odd / 128, f32 and bf16");
+    const struct {
+        int64_t B, L, S, E, Ev;
+        bool causal;
+    } cases[] = {
+        {2, 70, 45, 64, 64, false}, {2, 70, 45, 64, 64, true}, {1, 33, 97, 13, 7, true},
+        {3, 40, 40, 64, 32, true},  {1, 50, 66, 128, 128, false},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int bf = 0; bf < 2; bf++) {
+            const int64_t B = cases[ci].B, L = cases[ci].L, S = cases[ci].S, E = cases[ci].E, Ev = cases[ci].Ev;
+            const bool causal = cases[ci].causal;
+            const double scale = 1.0 / sqrt((double)E);
+            ax_dtype dt = bf ? AX_DTYPE_BF16 : AX_DTYPE_F32;
+            int64_t qs[3] = {B, L, E}, ks[3] = {B, S, E}, vs[3] = {B, S, Ev}, os[3] = {B, L, Ev}, ls[2] = {B, L};
+            ax_tensor *q0 = randn(3, qs, 90 + ci), *k0 = randn(3, ks, 91 + ci), *v0 = randn(3, vs, 92 + ci),
+                      *do0 = randn(3, os, 93 + ci);
+            /* CPU reference (f32) on the values the GPU sees */
+            ax_tensor *q = bf ? bf16_round(q0) : as_dtype(q0, AX_DTYPE_F32), *k = bf ? bf16_round(k0) : as_dtype(k0, AX_DTYPE_F32),
+                      *v = bf ? bf16_round(v0) : as_dtype(v0, AX_DTYPE_F32), *dout = bf ? bf16_round(do0) : as_dtype(do0, AX_DTYPE_F32);
+            ax_tensor *o = empty(3, os, AX_DTYPE_F32), *lse = empty(2, ls, AX_DTYPE_F32), *dq = empty(3, qs, AX_DTYPE_F32),
+                      *dk = empty(3, ks, AX_DTYPE_F32), *dv = empty(3, vs, AX_DTYPE_F32);
+            CT_OK(C->sdpa(o, lse, q, k, v, scale, causal));
+            CT_OK(C->sdpa_backward(dq, dk, dv, dout, q, k, v, o, lse, scale, causal));
+            ax_tensor *qd = as_dtype(q, dt), *kd = as_dtype(k, dt), *vd = as_dtype(v, dt), *dod = as_dtype(dout, dt);
+            ax_tensor *qg = to_gpu(qd), *kg = to_gpu(kd), *vg = to_gpu(vd), *dog = to_gpu(dod);
+            ax_tensor *og = gpu_like(o, dt, false), *lg = gpu_like(lse, AX_DTYPE_F32, false), *dqg = gpu_like(dq, dt, false),
+                      *dkg = gpu_like(dk, dt, false), *dvg = gpu_like(dv, dt, false);
+            CT_OK(G->sdpa(og, lg, qg, kg, vg, scale, causal));
+            CT_OK(G->sdpa_backward(dqg, dkg, dvg, dog, qg, kg, vg, og, lg, scale, causal));
+            char what[128];
+            snprintf(what, sizeof what, "sdpa %s B %lld L %lld S %lld E %lld Ev %lld%s o", bf ? "bf16" : "f32", (long long)B,
+                     (long long)L, (long long)S, (long long)E, (long long)Ev, causal ? " causal" : "");
+            double tol = bf ? 2e-2 : 1e-4;
+            expect_near(o, og, tol, bf ? 2e-2 * max_abs(o) : 1e-5, what);
+            expect_near(lse, lg, bf ? 1e-2 : 1e-5, bf ? 1e-2 : 1e-5, "  lse");
+            expect_near(dq, dqg, tol, bf ? 4e-2 * max_abs(dq) : 1e-4, "  dq");
+            expect_near(dk, dkg, tol, bf ? 4e-2 * max_abs(dk) : 1e-4, "  dk");
+            expect_near(dv, dvg, tol, bf ? 4e-2 * max_abs(dv) : 1e-4, "  dv");
+            /* dk alone: the same values (dq and dv skipped) */
+            ax_tensor *dk2 = gpu_like(dk, dt, false);
+            CT_OK(G->sdpa_backward(NULL, dk2, NULL, dog, qg, kg, vg, og, lg, scale, causal));
+            expect_near(dk, dk2, tol, bf ? 4e-2 * max_abs(dk) : 1e-4, "  dk alone");
+            FREE(q0, k0, v0, do0, q, k, v, dout, o, lse, dq, dk, dv, qd, kd, vd, dod);
+            FREE(qg, kg, vg, dog, og, lg, dqg, dkg, dvg, dk2);
+        }
+    /* head dims past the kernel's are declined, naming the size */
+    int64_t qs[3] = {1, 4, 130}, vs[3] = {1, 4, 8}, ls[2] = {1, 4};
+    ax_tensor *q = empty(3, qs, AX_DTYPE_F32), *v = empty(3, vs, AX_DTYPE_F32), *l = empty(2, ls, AX_DTYPE_F32);
+    ax_tensor *qg = to_gpu(q), *vg = to_gpu(v), *og = to_gpu(v), *lg = to_gpu(l);
+    if (G->sdpa(og, lg, qg, qg, vg, 0.1, false) != AX_ERR_UNSUPPORTED || !strstr(ax_error_message(), "E 130")) {
+        fprintf(stderr, "FAIL sdpa with E 130: want AX_ERR_UNSUPPORTED naming E 130, got '%s'\n", ax_error_message());
+        ct_failures++;
+    }
+    FREE(q, v, l, qg, vg, og, lg);
+}
+
 static void test_pool(void) {
     section("max/avg pool3d and adaptive avg pool forward/backward");
     int64_t xs[5] = {2, 3, 9, 8, 7};
@@ -695,6 +846,9 @@ int main(void) {
     test_matmul();
     test_conv();
     test_group_norm();
+    test_group_norm_act();
+    test_linear();
+    test_sdpa();
     test_pool();
     test_interpolate_pad();
     test_index();

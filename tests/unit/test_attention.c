@@ -570,6 +570,11 @@ static const fx_case FX_SDPA[] = {
     {"sdpa_causal", 3, {"q", "k", "v"}, {true, true, true}, fx_causal},
     {"sdpa_causal_tall", 3, {"q", "k", "v"}, {true, true, true}, fx_causal},
     {"sdpa_scale_bcast", 3, {"q", "k", "v"}, {true, true, true}, fx_scale},
+    /* several tiles of the fused kernels (the unmasked cases above run fused too) */
+    {"sdpa_tiles", 3, {"q", "k", "v"}, {true, true, true}, fx_plain},
+    {"sdpa_tiles_causal", 3, {"q", "k", "v"}, {true, true, true}, fx_causal},
+    {"sdpa_tiles_tall", 3, {"q", "k", "v"}, {true, true, true}, fx_causal},
+    {"sdpa_head64", 3, {"q", "k", "v"}, {true, true, true}, fx_plain},
 };
 
 typedef struct rope_fx {

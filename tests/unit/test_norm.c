@@ -3,7 +3,9 @@
  * finite-difference gradients of x, weight and bias (contiguous and
  * non-contiguous x), bf16, bit-identical results for 1 and 2 threads, the
  * kernel's contract (strided operands, += into dweight/dbias, NULL
- * outputs), every argument error, and PyTorch parity from
+ * outputs), the fused group_norm_act kernels against the unfused ones (bit
+ * for bit) and the front-end's choice between them, every argument error,
+ * and PyTorch parity from
  * tests/fixtures/norm/norm.safetensors (written by make_norm.py there). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -575,6 +577,16 @@ static void test_thread_determinism(void **state) {
     }
     assert_same_bits("kernel dweight", dw[0], dw[1]);
     assert_same_bits("kernel dbias", db[0], db[1]);
+    /* the same through the fused kernels (the gated channel pass) */
+    OK(k->group_norm_act(y, mean, rstd, x, w, NULL, 4, 1e-5, 0.01));
+    for (int t = 0; t < 2; t++) {
+        ax_set_num_threads(t + 1);
+        OK(ax_tensor_fill_(dw[t], 0.0));
+        OK(ax_tensor_fill_(db[t], 0.0));
+        OK(k->group_norm_act_backward(NULL, dw[t], db[t], dy, x, y, mean, rstd, w, 4, 0.01));
+    }
+    assert_same_bits("fused kernel dweight", dw[0], dw[1]);
+    assert_same_bits("fused kernel dbias", db[0], db[1]);
     ax_tensor *all[] = {x, dy, w, y, mean, rstd, dw[0], dw[1], db[0], db[1]};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++) ax_tensor_free(all[j]);
     ax_set_num_threads(saved);
@@ -659,6 +671,261 @@ static void test_kernel_contract(void **state) {
     ax_tensor *all[] = {base, w, b, x, ybase, y, mean, rstd, ref, dy, dx, dw1, db1, dw2, db2, xl, wl, bl, yl,
                         dxbase, dx2, xb};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ax_tensor_free(all[i]);
+}
+
+/* ---- fused group_norm_act kernels ------------------------------------------------------------------- */
+
+/* The bits of two tensors of one shape are equal (else name the first
+ * differing element). */
+static void assert_bits_equal(const char *what, const ax_tensor *a, const ax_tensor *b) {
+    assert_true(ax_tensor_same_shape(a, b));
+    for (int64_t i = 0; i < ax_tensor_numel(a); i++) {
+        float u = (float)ax_tensor_get(a, i), v = (float)ax_tensor_get(b, i);
+        if (memcmp(&u, &v, sizeof u) != 0) {
+            fprintf(stderr, "%s: element %lld is %.9g fused, %.9g unfused\n", what, (long long)i, u, v);
+            fail();
+        }
+    }
+}
+
+typedef struct fused_geom {
+    int ndim;
+    int64_t shape[5];
+    int64_t groups;
+    bool affine, transpose_x; /* x: a [C, N, *] tensor's 0/1 transpose (strided) */
+    double slope;
+} fused_geom;
+
+/* group_norm_act and group_norm_act_backward (CPU table members) against
+ * group_norm + unary(LEAKY_RELU) and unary_backward + group_norm_backward:
+ * identical bits for y, the statistics, dx, dweight and dbias, with dx
+ * requested (the per-channel partials) and not (the channel passes). */
+static void fused_vs_unfused(const fused_geom *fg, uint64_t seed) {
+    const ax_kernels *k = ax_cpu_kernels();
+    const int64_t c = fg->shape[1], ms[2] = {fg->shape[0], fg->groups};
+    int64_t base_shape[5];
+    memcpy(base_shape, fg->shape, sizeof base_shape);
+    if (fg->transpose_x) base_shape[0] = fg->shape[1], base_shape[1] = fg->shape[0];
+    ax_tensor *xb = randn(fg->ndim, base_shape, seed, 1.3, 0.2, false), *x;
+    if (fg->transpose_x) OK(ax_tensor_transpose(&x, xb, 0, 1));
+    else x = ax_tensor_retain(xb);
+    ax_tensor *w = fg->affine ? randn(1, &c, seed + 1, 0.5, 1, false) : NULL;
+    ax_tensor *b = fg->affine ? randn(1, &c, seed + 2, 0.5, 0, false) : NULL;
+    ax_tensor *dy = randn(fg->ndim, fg->shape, seed + 3, 1, 0, false);
+    ax_tensor *y[2], *mean[2], *rstd[2], *dx[2], *dw[2][2], *db[2][2], *gm;
+    for (int f = 0; f < 2; f++) {
+        OK(ax_tensor_empty(&y[f], fg->ndim, fg->shape, AX_DTYPE_F32));
+        OK(ax_tensor_empty(&dx[f], fg->ndim, fg->shape, AX_DTYPE_F32));
+        OK(ax_tensor_empty(&mean[f], 2, ms, AX_DTYPE_F32));
+        OK(ax_tensor_empty(&rstd[f], 2, ms, AX_DTYPE_F32));
+        for (int pass = 0; pass < 2; pass++) {
+            OK(ax_tensor_full(&dw[f][pass], 1, &c, AX_DTYPE_F32, 0.5)); /* += into them */
+            OK(ax_tensor_full(&db[f][pass], 1, &c, AX_DTYPE_F32, -0.25));
+        }
+    }
+    const double p[2] = {fg->slope, 0};
+    OK(k->group_norm_act(y[0], mean[0], rstd[0], x, w, b, fg->groups, 1e-5, fg->slope));
+    OK(k->group_norm(y[1], mean[1], rstd[1], x, w, b, fg->groups, 1e-5));
+    OK(k->unary(AX_UNARY_LEAKY_RELU, y[1], y[1], p));
+    OK(ax_tensor_empty(&gm, fg->ndim, fg->shape, AX_DTYPE_F32));
+    OK(k->unary_backward(AX_UNARY_LEAKY_RELU, gm, dy, y[1], y[1], p));
+    /* pass 0: dx with dweight and dbias; pass 1: dweight, dbias alone */
+    OK(k->group_norm_act_backward(dx[0], dw[0][0], db[0][0], dy, x, y[0], mean[0], rstd[0], w, fg->groups, fg->slope));
+    OK(k->group_norm_act_backward(NULL, dw[0][1], db[0][1], dy, x, y[0], mean[0], rstd[0], w, fg->groups, fg->slope));
+    OK(k->group_norm_backward(dx[1], dw[1][0], db[1][0], gm, x, mean[1], rstd[1], w, fg->groups));
+    OK(k->group_norm_backward(NULL, dw[1][1], db[1][1], gm, x, mean[1], rstd[1], w, fg->groups));
+    assert_bits_equal("fused y", y[0], y[1]);
+    assert_bits_equal("fused mean", mean[0], mean[1]);
+    assert_bits_equal("fused rstd", rstd[0], rstd[1]);
+    assert_bits_equal("fused dx", dx[0], dx[1]);
+    for (int pass = 0; pass < 2; pass++) {
+        assert_bits_equal(pass ? "fused dweight (no dx)" : "fused dweight", dw[0][pass], dw[1][pass]);
+        assert_bits_equal(pass ? "fused dbias (no dx)" : "fused dbias", db[0][pass], db[1][pass]);
+    }
+    /* both branches of the activation were taken */
+    int64_t pos = 0, n = ax_tensor_numel(y[0]);
+    for (int64_t i = 0; i < n; i++) pos += ax_tensor_get(y[0], i) > 0;
+    assert_true(pos > 0 && pos < n);
+    ax_tensor *all[] = {xb, x, w, b, dy, gm};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ax_tensor_free(all[i]);
+    for (int f = 0; f < 2; f++) {
+        ax_tensor *mine[] = {y[f], mean[f], rstd[f], dx[f], dw[f][0], dw[f][1], db[f][0], db[f][1]};
+        for (size_t i = 0; i < sizeof mine / sizeof mine[0]; i++) ax_tensor_free(mine[i]);
+    }
+}
+
+static void test_fused_kernels(void **state) {
+    (void)state;
+    const fused_geom cases[] = {
+        /* instance norm, 189 elements per channel (a SIMD remainder) */
+        {5, {2, 5, 7, 9, 3}, 5, true, false, 0.01},
+        /* group norm, strided x, slope 0 (relu: y = 0 on the whole negative side) */
+        {4, {3, 6, 4, 5}, 2, true, true, 0.0},
+        /* short channels (S = 2 < AX_NORM_PARTIALS_MIN_S), no affine */
+        {3, {3, 4, 2}, 4, false, false, 0.2},
+        /* one element per channel, one group: layer norm's view */
+        {3, {4, 6, 1}, 1, true, false, 0.01},
+        /* large enough to run the units in parallel */
+        {4, {2, 8, 40, 40}, 8, true, false, 0.01},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) fused_vs_unfused(&cases[i], 200 + 10 * i);
+}
+
+/* The fused kernels' own argument checks. */
+static void test_fused_kernel_errors(void **state) {
+    (void)state;
+    const ax_kernels *k = ax_cpu_kernels();
+    const int64_t xs[] = {2, 3, 5}, ms[] = {2, 3}, bad[] = {2, 3, 4};
+    ax_tensor *x = randn(3, xs, 300, 1, 0, false), *y, *yb, *mean, *rstd, *dx;
+    OK(ax_tensor_empty(&y, 3, xs, AX_DTYPE_F32));
+    OK(ax_tensor_empty(&dx, 3, xs, AX_DTYPE_F32));
+    OK(ax_tensor_empty(&yb, 3, bad, AX_DTYPE_F32));
+    OK(ax_tensor_empty(&mean, 2, ms, AX_DTYPE_F32));
+    OK(ax_tensor_empty(&rstd, 2, ms, AX_DTYPE_F32));
+    assert_int_equal(k->group_norm_act(y, mean, rstd, x, NULL, NULL, 3, 1e-5, -0.5), AX_ERR_INVALID);
+    assert_non_null(strstr(ax_error_message(), "ax_cpu_group_norm_act: negative_slope -0.5 must be finite and >= 0"));
+    assert_int_equal(k->group_norm_act(y, mean, rstd, x, NULL, NULL, 3, 1e-5, NAN), AX_ERR_INVALID);
+    OK(k->group_norm_act(y, mean, rstd, x, NULL, NULL, 3, 1e-5, 0.01));
+    assert_int_equal(k->group_norm_act_backward(dx, NULL, NULL, x, x, y, mean, rstd, NULL, 3, -1.0), AX_ERR_INVALID);
+    assert_non_null(strstr(ax_error_message(), "ax_cpu_group_norm_act_backward: negative_slope -1 must be"));
+    assert_int_equal(k->group_norm_act_backward(dx, NULL, NULL, x, x, yb, mean, rstd, NULL, 3, 0.01), AX_ERR_INVALID);
+    assert_non_null(strstr(ax_error_message(), "y [2, 3, 4] does not match x [2, 3, 5]"));
+    assert_int_equal(k->group_norm_act_backward(dx, NULL, NULL, x, x, NULL, mean, rstd, NULL, 3, 0.01), AX_ERR_INVALID);
+    assert_non_null(strstr(ax_error_message(), "y (the activation's output) is NULL"));
+    ax_tensor *all[] = {x, y, yb, mean, rstd, dx};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ax_tensor_free(all[i]);
+}
+
+/* The front-end's choice of kernels, seen from a stand-in "cuda:0" backend:
+ * the CPU kernels (malloc'd memory) behind a table that counts calls, first
+ * without the fused members (a backend built before they existed: the
+ * two-kernel fallback), then with them (one kernel each way). Both give
+ * the CPU's results bit for bit. */
+static ax_kernels k_stand_in;
+static int n_group_norm, n_group_norm_bwd, n_unary, n_unary_bwd, n_fused, n_fused_bwd;
+
+static void *stand_in_alloc(size_t nbytes, int32_t index) {
+    (void)index;
+    void *p = malloc(nbytes ? nbytes : 1);
+    if (!p) AX_ERROR(AX_ERR_NOMEM, "stand-in: out of memory");
+    return p;
+}
+static void stand_in_release(void *p, size_t nbytes, int32_t index) {
+    (void)nbytes, (void)index;
+    free(p);
+}
+static ax_status stand_in_transfer(ax_tensor *dst, const ax_tensor *src) {
+    memcpy(ax_tensor_data(dst), ax_tensor_data(src), ax_tensor_nbytes(src));
+    return AX_OK;
+}
+static ax_status stand_in_group_norm(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                     const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps) {
+    n_group_norm++;
+    return ax_cpu_kernels()->group_norm(y, mean, rstd, x, weight, bias, groups, eps);
+}
+static ax_status stand_in_group_norm_bwd(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                         const ax_tensor *x, const ax_tensor *mean, const ax_tensor *rstd,
+                                         const ax_tensor *weight, int64_t groups) {
+    n_group_norm_bwd++;
+    return ax_cpu_kernels()->group_norm_backward(dx, dweight, dbias, dy, x, mean, rstd, weight, groups);
+}
+static ax_status stand_in_unary(ax_unary_op op, ax_tensor *y, const ax_tensor *x, const double *p) {
+    n_unary += op == AX_UNARY_LEAKY_RELU;
+    return ax_cpu_kernels()->unary(op, y, x, p);
+}
+static ax_status stand_in_unary_bwd(ax_unary_op op, ax_tensor *dx, const ax_tensor *dy, const ax_tensor *x,
+                                    const ax_tensor *y, const double *p) {
+    n_unary_bwd += op == AX_UNARY_LEAKY_RELU;
+    return ax_cpu_kernels()->unary_backward(op, dx, dy, x, y, p);
+}
+static ax_status stand_in_fused(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps,
+                                double slope) {
+    n_fused++;
+    return ax_cpu_kernels()->group_norm_act(y, mean, rstd, x, weight, bias, groups, eps, slope);
+}
+static ax_status stand_in_fused_bwd(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                    const ax_tensor *x, const ax_tensor *y, const ax_tensor *mean,
+                                    const ax_tensor *rstd, const ax_tensor *weight, int64_t groups, double slope) {
+    n_fused_bwd++;
+    return ax_cpu_kernels()->group_norm_act_backward(dx, dweight, dbias, dy, x, y, mean, rstd, weight, groups, slope);
+}
+
+/* y and the x/weight/bias grads of sum(y * g) for y = instance_norm_leaky_relu
+ * on device dev, brought back to the CPU: out[0..3] = y, dx, dw, db. */
+static void run_on(ax_device dev, const ax_tensor *const *cpu_in, const ax_tensor *g, ax_tensor **out) {
+    ax_tensor *in[3], *gd, *y;
+    for (int i = 0; i < 3; i++) { /* fresh leaves on dev */
+        ax_tensor *t;
+        OK(ax_tensor_to_device(&t, cpu_in[i], dev));
+        OK(ax_tensor_detach(&in[i], t));
+        ax_tensor_free(t);
+        OK(ax_tensor_set_requires_grad(in[i], true));
+    }
+    OK(ax_tensor_to_device(&gd, g, dev));
+    OK(ax_instance_norm_leaky_relu(&y, in[0], in[1], in[2], 1e-5, 0.01));
+    OK(ax_backward(y, gd));
+    OK(ax_tensor_to_device(&out[0], y, AX_CPU));
+    for (int i = 0; i < 3; i++) OK(ax_tensor_to_device(&out[i + 1], in[i]->grad, AX_CPU));
+    for (int i = 0; i < 3; i++) ax_tensor_free(in[i]);
+    ax_tensor_free(gd);
+    ax_tensor_free(y);
+}
+
+static void test_fused_dispatch(void **state) {
+    (void)state;
+    k_stand_in = *ax_cpu_kernels();
+    k_stand_in.name = "stand-in";
+    k_stand_in.alloc = stand_in_alloc;
+    k_stand_in.release = stand_in_release;
+    k_stand_in.transfer = stand_in_transfer;
+    k_stand_in.group_norm = stand_in_group_norm;
+    k_stand_in.group_norm_backward = stand_in_group_norm_bwd;
+    k_stand_in.unary = stand_in_unary;
+    k_stand_in.unary_backward = stand_in_unary_bwd;
+    /* a table compiled before the fused members: its size ends before them */
+    k_stand_in.size = offsetof(ax_kernels, group_norm_act);
+    OK(ax_kernels_register(AX_DEVICE_CUDA, &k_stand_in));
+    const ax_device dev = {AX_DEVICE_CUDA, 0};
+    const int64_t xs[] = {2, 3, 4, 5, 3}, cs[] = {3};
+    ax_tensor *in[3] = {randn(5, xs, 400, 1.2, 0.3, false), randn(1, cs, 401, 0.5, 1, false),
+                        randn(1, cs, 402, 0.5, 0, false)};
+    ax_tensor *g = randn(5, xs, 403, 1, 0, false), *want[4], *old[4], *fused[4];
+    run_on(AX_CPU, (const ax_tensor *const *)in, g, want);
+    run_on(dev, (const ax_tensor *const *)in, g, old);
+    assert_true(n_group_norm == 1 && n_unary == 1 && n_unary_bwd == 1 && n_group_norm_bwd == 1);
+    k_stand_in.size = sizeof(ax_kernels);
+    k_stand_in.group_norm_act = stand_in_fused;
+    k_stand_in.group_norm_act_backward = stand_in_fused_bwd;
+    n_group_norm = n_group_norm_bwd = n_unary = n_unary_bwd = 0;
+    run_on(dev, (const ax_tensor *const *)in, g, fused);
+    assert_true(n_fused == 1 && n_fused_bwd == 1);
+    assert_true(n_group_norm == 0 && n_unary == 0 && n_unary_bwd == 0 && n_group_norm_bwd == 0);
+    const char *names[] = {"y", "dx", "dweight", "dbias"};
+    for (int i = 0; i < 4; i++) {
+        assert_bits_equal(names[i], old[i], want[i]);
+        assert_bits_equal(names[i], fused[i], want[i]);
+        ax_tensor_free(want[i]);
+        ax_tensor_free(old[i]);
+        ax_tensor_free(fused[i]);
+    }
+    for (int i = 0; i < 3; i++) ax_tensor_free(in[i]);
+    ax_tensor_free(g);
+}
+
+/* Finite differences through the fused kernels on a channel length that
+ * is no multiple of a SIMD width (7), biases +-4 keeping the
+ * pre-activations away from the kink. */
+static void test_fused_grad_odd(void **state) {
+    (void)state;
+    const int64_t xs[] = {2, 4, 7}, cs[] = {4};
+    norm_case c = {.kind = K_INSTANCE_LRELU, .eps = 1e-5, .affine = true};
+    ax_tensor *in[3] = {randn(3, xs, 410, 1, 0, true), randn(1, cs, 411, 0.1, 0.5, true), NULL};
+    OK(ax_tensor_empty(&in[2], 1, cs, AX_DTYPE_F32));
+    for (int i = 0; i < 4; i++) ax_tensor_set(in[2], i, i % 2 ? 4.0 : -4.0);
+    OK(ax_tensor_set_requires_grad(in[2], true));
+    assert_true(ax_gradcheck(run_case, 3, in, &c, &AX_GC_DEFAULT));
+    for (int i = 0; i < 3; i++) ax_tensor_free(in[i]);
 }
 
 /* ---- errors ------------------------------------------------------------------------------------------- */
@@ -813,6 +1080,8 @@ static void test_torch_instance(void **state) {
     parity_case("instance", K_INSTANCE);
     parity_case("instance_shift", K_INSTANCE);
     parity_case("instance_lrelu", K_INSTANCE_LRELU);
+    parity_case("lrelu_odd", K_INSTANCE_LRELU);
+    parity_case("lrelu_2d", K_INSTANCE_LRELU);
 }
 static void test_torch_group(void **state) { (void)state, parity_case("group", K_GROUP); }
 static void test_torch_layer(void **state) {
@@ -843,6 +1112,10 @@ int main(void) {
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_thread_determinism),
         cmocka_unit_test(test_kernel_contract),
+        cmocka_unit_test(test_fused_kernels),
+        cmocka_unit_test(test_fused_kernel_errors),
+        cmocka_unit_test(test_fused_dispatch),
+        cmocka_unit_test(test_fused_grad_odd),
         cmocka_unit_test(test_errors),
     };
     const struct CMUnitTest parity[] = {

@@ -281,6 +281,30 @@ static void test_cat_dtypes(void **state) {
     assert_int_equal(oh->dtype, AX_DTYPE_BF16);
     ax_check_cat_values(oh, 2, (const ax_tensor *[]){ah, bh}, 0);
     ax_tensor_free(oh);
+
+    /* bf16 with f32 promotes to f32 (torch.cat), the U-Net decoder's
+     * upsampled half meeting its f32 skip under autocast; gradients come
+     * back in each input's dtype */
+    ax_tensor *ag, *bg = ax_leaf_copy(b, true), *s;
+    assert_int_equal(ax_tensor_to_dtype(&ag, ah, AX_DTYPE_BF16), AX_OK);
+    assert_int_equal(ax_tensor_set_requires_grad(ag, true), AX_OK);
+    assert_int_equal(ax_cat(&oh, 2, (const ax_tensor *[]){ag, bg}, 1), AX_OK);
+    assert_int_equal(oh->dtype, AX_DTYPE_F32);
+    ax_expect_shape(oh, 2, S(2, 6));
+    for (int64_t r = 0; r < 2; r++)
+        for (int64_t c = 0; c < 3; c++) {
+            assert_true(ax_tensor_get(oh, r * 6 + c) == ax_tensor_get(ah, r * 3 + c));
+            assert_true(ax_tensor_get(oh, r * 6 + 3 + c) == ax_tensor_get(b, r * 3 + c));
+        }
+    assert_int_equal(ax_sum(&s, oh, 0, NULL, false), AX_OK);
+    assert_int_equal(ax_backward(s, NULL), AX_OK);
+    assert_int_equal(ag->grad->dtype, AX_DTYPE_BF16);
+    assert_int_equal(bg->grad->dtype, AX_DTYPE_F32);
+    for (int64_t i = 0; i < 6; i++) assert_true(ax_tensor_get(ag->grad, i) == 1.0 && ax_tensor_get(bg->grad, i) == 1.0);
+    ax_tensor_free(s);
+    ax_tensor_free(oh);
+    ax_tensor_free(ag);
+    ax_tensor_free(bg);
     ax_tensor_free(ah);
     ax_tensor_free(bh);
     ax_tensor_free(a);
@@ -793,8 +817,11 @@ static void test_errors_cat_split(void **state) {
     ax_expect_error(ax_cat(&o, 0, (const ax_tensor *[]){a}, 0), "ax_cat: needs at least one tensor, got 0");
     assert_null(o);
     ax_expect_error(ax_cat(&o, 2, (const ax_tensor *[]){a, NULL}, 0), "ax_cat: ts[1] is NULL");
-    ax_expect_error(ax_cat(&o, 2, (const ax_tensor *[]){a, ab}, 0),
-                    "ax_cat: ts[1] is bf16 but ts[0] is f32 (no type promotion: convert first)");
+    ax_tensor *ai;
+    assert_int_equal(ax_tensor_to_dtype(&ai, a, AX_DTYPE_I64), AX_OK);
+    ax_expect_error(ax_cat(&o, 2, (const ax_tensor *[]){a, ai}, 0),
+                    "ax_cat: ts[1] is i64 but ts[0] is f32 (only float dtypes promote: convert first)");
+    ax_tensor_free(ai);
     ax_expect_error(ax_cat(&o, 2, (const ax_tensor *[]){a, b}, 1),
                     "ax_cat: ts[1] [2, 3, 5] does not match ts[0] [2, 3, 4] outside dim 1");
     ax_expect_error(ax_cat(&o, 2, (const ax_tensor *[]){a, s0}, 0), "ax_cat: ts[1] [] does not match ts[0] [2, 3, 4]");
@@ -808,7 +835,9 @@ static void test_errors_cat_split(void **state) {
     ax_expect_error(ax_stack(&o, 2, (const ax_tensor *[]){a, a}, 4),
                     "ax_stack: dim 4 out of range for stacking ts[0] [2, 3, 4]");
     ax_expect_error(ax_stack(&o, 2, (const ax_tensor *[]){a, a}, -5), "ax_stack: dim -5 out of range");
-    ax_expect_error(ax_stack(&o, 2, (const ax_tensor *[]){a, ab}, 0), "ax_stack: ts[1] is bf16 but ts[0] is f32");
+    assert_int_equal(ax_tensor_to_dtype(&ai, a, AX_DTYPE_U8), AX_OK);
+    ax_expect_error(ax_stack(&o, 2, (const ax_tensor *[]){a, ai}, 0), "ax_stack: ts[1] is u8 but ts[0] is f32");
+    ax_tensor_free(ai);
     ax_expect_error(ax_stack(&o, 0, NULL, 0), "ax_stack: needs at least one tensor");
     assert_null(o);
 

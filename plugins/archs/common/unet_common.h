@@ -74,6 +74,22 @@ typedef struct ax_unet_config {
     double negative_slope;
 } ax_unet_config;
 
+/* A parameter of one U-Net plugin only, declared after the shared one
+ * named `after` (the order `axon plugins --describe` and checkpoint
+ * metadata show). A table of them ends with {0}. */
+typedef struct ax_unet_param_extra {
+    const char *after;
+    ax_param_spec spec;
+} ax_unet_param_extra;
+
+#define AX_UNET_PARAMS_MAX 24
+
+/* The plugin's parameter table: the parameters both U-Nets declare
+ * (preset, n_stages, features, kernel_size, strides, conv_bias, norm,
+ * norm_eps, norm_momentum, nonlin, negative_slope, deep_supervision) with
+ * `extras` inserted, ended by { 0 }. out: [AX_UNET_PARAMS_MAX]. */
+void ax_unet_param_spec(ax_param_spec *out, const ax_unet_param_extra *extras);
+
 /* Fill *cfg from validated plugin parameters: the preset first, then every
  * parameter the user set. Errors name `owner`, the parameter and its value
  * (a list of the wrong length, a stride that is not positive ...). */

@@ -183,3 +183,42 @@ void ax_unet_plan(const ax_unet_config *cfg, ax_arch_plan *plan) {
         plan->divisor[d] = (int32_t)div;
     }
 }
+
+/* ---- the parameter tables ----------------------------------------------------- */
+
+/* The parameters both U-Nets declare, in their order (each plugin inserts
+ * its own between them: ax_unet_param_spec). */
+static const ax_param_spec ax_unet_shared_params[] = {
+    {.name = "preset", .type = AX_PARAM_STRING, .def = "L", .choices = "tiny|S|M|L",
+     .doc = "base configuration; the parameters below override it when set"},
+    {.name = "n_stages", .type = AX_PARAM_INT, .def = "6", .min = 2, .max = AX_UNET_MAX_STAGES,
+     .doc = "resolution stages (default: the length of a given features list, else the preset's)"},
+    {.name = "features", .type = AX_PARAM_INT_LIST, .def = "32,64,128,256,320,320", .min = 1, .max = 4096,
+     .doc = "features per stage: 1 value or n_stages values (default: the preset's)"},
+    {.name = "kernel_size", .type = AX_PARAM_INT_LIST, .def = "3", .min = 1, .max = 15,
+     .doc = "odd conv kernel: 1 value, n_stages values or 3 x n_stages (D,H,W per stage)"},
+    {.name = "strides", .type = AX_PARAM_INT_LIST, .def = "1,2,2,2,2,2", .min = 1, .max = 8,
+     .doc = "stage strides: 1, n_stages or 3 x n_stages values (default: the preset's)"},
+    {.name = "conv_bias", .type = AX_PARAM_BOOL, .def = "true", .doc = "bias in convolutions"},
+    {.name = "norm", .type = AX_PARAM_STRING, .def = "instance", .choices = "instance|batch|none",
+     .doc = "InstanceNorm3d or BatchNorm3d (affine) after each conv"},
+    {.name = "norm_eps", .type = AX_PARAM_FLOAT, .def = "1e-5", .min = 0, .max = 1, .doc = "norm epsilon"},
+    {.name = "norm_momentum", .type = AX_PARAM_FLOAT, .def = "0.1", .min = 0, .max = 1,
+     .doc = "BatchNorm running-stat momentum"},
+    {.name = "nonlin", .type = AX_PARAM_STRING, .def = "leaky_relu", .choices = "leaky_relu|relu|gelu|none",
+     .doc = "nonlinearity after each norm"},
+    {.name = "negative_slope", .type = AX_PARAM_FLOAT, .def = "0.01", .min = 0, .max = 1,
+     .doc = "LeakyReLU slope"},
+    {.name = "deep_supervision", .type = AX_PARAM_BOOL, .def = "false",
+     .doc = "forward_all returns one output per decoder stage"},
+    {0}};
+
+void ax_unet_param_spec(ax_param_spec *out, const ax_unet_param_extra *extras) {
+    size_t n = 0;
+    for (const ax_param_spec *s = ax_unet_shared_params; s->name; s++) {
+        out[n++] = *s;
+        for (const ax_unet_param_extra *e = extras; e->after; e++)
+            if (strcmp(e->after, s->name) == 0 && n + 1 < AX_UNET_PARAMS_MAX) out[n++] = e->spec;
+    }
+    memset(&out[n], 0, sizeof out[n]);
+}

@@ -45,36 +45,17 @@ static ax_status ax_resenc_forward_all(const void *self, ax_module *net, const a
     return ax_unet_forward_all(net, x, outs, max_outs, n_outs);
 }
 
-static const ax_param_spec ax_resenc_params[] = {
-    {.name = "preset", .type = AX_PARAM_STRING, .def = "L", .choices = "tiny|S|M|L",
-     .doc = "base configuration; the parameters below override it when set"},
-    {.name = "n_stages", .type = AX_PARAM_INT, .def = "6", .min = 2, .max = AX_UNET_MAX_STAGES,
-     .doc = "resolution stages (default: the length of a given features list, else the preset's)"},
-    {.name = "features", .type = AX_PARAM_INT_LIST, .def = "32,64,128,256,320,320", .min = 1, .max = 4096,
-     .doc = "features per stage: 1 value or n_stages values (default: the preset's)"},
-    {.name = "blocks_per_stage", .type = AX_PARAM_INT_LIST, .def = "1,3,4,6,6,6", .min = 1, .max = 64,
-     .doc = "residual blocks (BasicBlockD) per encoder stage: 1 or n_stages values (default: the preset's)"},
-    {.name = "kernel_size", .type = AX_PARAM_INT_LIST, .def = "3", .min = 1, .max = 15,
-     .doc = "odd conv kernel: 1 value, n_stages values or 3 x n_stages (D,H,W per stage)"},
-    {.name = "strides", .type = AX_PARAM_INT_LIST, .def = "1,2,2,2,2,2", .min = 1, .max = 8,
-     .doc = "stage strides: 1, n_stages or 3 x n_stages values (default: the preset's)"},
-    {.name = "n_conv_per_stage_decoder", .type = AX_PARAM_INT_LIST, .def = "1", .min = 1, .max = 16,
-     .doc = "convs per decoder stage: 1 or n_stages - 1 values"},
-    {.name = "stem_channels", .type = AX_PARAM_INT, .def = "0", .min = 0, .max = 4096,
-     .doc = "stem width; 0 = features[0]"},
-    {.name = "conv_bias", .type = AX_PARAM_BOOL, .def = "true", .doc = "bias in convolutions"},
-    {.name = "norm", .type = AX_PARAM_STRING, .def = "instance", .choices = "instance|batch|none",
-     .doc = "InstanceNorm3d or BatchNorm3d (affine) after each conv"},
-    {.name = "norm_eps", .type = AX_PARAM_FLOAT, .def = "1e-5", .min = 0, .max = 1, .doc = "norm epsilon"},
-    {.name = "norm_momentum", .type = AX_PARAM_FLOAT, .def = "0.1", .min = 0, .max = 1,
-     .doc = "BatchNorm running-stat momentum"},
-    {.name = "nonlin", .type = AX_PARAM_STRING, .def = "leaky_relu", .choices = "leaky_relu|relu|gelu|none",
-     .doc = "nonlinearity after each norm"},
-    {.name = "negative_slope", .type = AX_PARAM_FLOAT, .def = "0.01", .min = 0, .max = 1,
-     .doc = "LeakyReLU slope"},
-    {.name = "deep_supervision", .type = AX_PARAM_BOOL, .def = "false",
-     .doc = "forward_all returns one output per decoder stage"},
+/* Its own parameters, each after the shared one named first. */
+static const ax_unet_param_extra ax_resenc_extras[] = {
+    {"features", {.name = "blocks_per_stage", .type = AX_PARAM_INT_LIST, .def = "1,3,4,6,6,6", .min = 1, .max = 64,
+      .doc = "residual blocks (BasicBlockD) per encoder stage: 1 or n_stages values (default: the preset's)"}},
+    {"strides", {.name = "n_conv_per_stage_decoder", .type = AX_PARAM_INT_LIST, .def = "1", .min = 1, .max = 16,
+      .doc = "convs per decoder stage: 1 or n_stages - 1 values"}},
+    {"strides", {.name = "stem_channels", .type = AX_PARAM_INT, .def = "0", .min = 0, .max = 4096,
+      .doc = "stem width; 0 = features[0]"}},
     {0}};
+
+static ax_param_spec ax_resenc_params[AX_UNET_PARAMS_MAX]; /* ax_unet_param_spec fills it at load */
 
 static const ax_arch_ops ax_resenc_ops = {
     .create = ax_resenc_create,
@@ -98,5 +79,6 @@ static const ax_plugin ax_resenc_plugin = {
 
 AX_PLUGIN_EXPORT const ax_plugin *const *ax_plugin_entry(void) {
     static const ax_plugin *const list[] = {&ax_resenc_plugin, NULL};
+    ax_unet_param_spec(ax_resenc_params, ax_resenc_extras);
     return list;
 }

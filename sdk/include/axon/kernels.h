@@ -102,6 +102,16 @@ typedef enum ax_binary_op {
     AX_BINARY_GE
 } ax_binary_op;
 
+/* The activation a fused linear layer applies after its bias (the
+ * epilogues cuBLASLt offers; GELU is the tanh form, not erf: the function
+ * of AX_UNARY_GELU_TANH, evaluated by each backend its own way, so equal
+ * to a few f32 ulps). Append-only. */
+typedef enum ax_linear_act_op {
+    AX_LINEAR_ACT_NONE = 0,
+    AX_LINEAR_ACT_RELU,
+    AX_LINEAR_ACT_GELU_TANH
+} ax_linear_act_op;
+
 typedef enum ax_reduce_op {
     AX_REDUCE_SUM = 1,
     AX_REDUCE_MAX, /* writes the index of the first maximum into idx (i64) when given */
@@ -236,6 +246,59 @@ typedef struct ax_kernels {
      * The one place an optimizer step waits for the device (once, for
      * *acc); deterministic for a given backend. */
     ax_status (*grad_norm)(double *acc, size_t n, const ax_tensor *const *xs, double p);
+
+    /* ---- fused linear layer (dtypes: those of supports(AX_KOP_MATMUL)) ------
+     * y: [M, N] = act(x: [M, K] @ w: [N, K]^T + b: [optional] [N]), all 2-D
+     * contiguous and of one dtype (half types accumulate in f32).
+     * pre: [optional] [M, N], y's dtype: receives x @ w^T + b, which the GELU
+     * backward needs; RELU's backward needs only its sign, which y has, so
+     * callers pass NULL and give y to linear_backward instead. */
+    ax_status (*linear)(ax_tensor *y, ax_tensor *pre, const ax_tensor *x, const ax_tensor *w, const ax_tensor *b,
+                        ax_linear_act_op act);
+    /* With dpre = dy * act'(pre): dx: [M, K] = dpre @ w, dw: [N, K] += dpre^T @ x,
+     * db: [N] f32 += column sums of dpre; any may be NULL. dy, x, w, dx, dw:
+     * contiguous, the dtype of the forward. pre: [M, N] the forward's pre
+     * (GELU_TANH), or its pre or y (RELU: only pre > 0 is read), or NULL (NONE). */
+    ax_status (*linear_backward)(ax_tensor *dx, ax_tensor *dw, ax_tensor *db, const ax_tensor *dy,
+                                 const ax_tensor *x, const ax_tensor *w, const ax_tensor *pre, ax_linear_act_op act);
+
+    /* ---- fused normalisation + activation (f32) ------------------------------
+     * group_norm (same operands as above), then y = leaky_relu(y,
+     * negative_slope) in the same write pass: ResEnc's InstanceNorm ->
+     * LeakyReLU without a second sweep over y. negative_slope >= 0. */
+    ax_status (*group_norm_act)(ax_tensor *y, ax_tensor *mean, ax_tensor *rstd, const ax_tensor *x,
+                                const ax_tensor *weight, const ax_tensor *bias, int64_t groups, double eps,
+                                double negative_slope);
+    /* group_norm_backward of dy * leaky_relu'(y): the activation's gradient is
+     * taken from y (x's shape, the forward's output; y > 0 exactly where the
+     * pre-activation is, for slopes >= 0) while dy is read, in every pass, so
+     * no masked copy of dy is written. Equals unary_backward(LEAKY_RELU, y)
+     * then group_norm_backward to f32 rounding. dx (=), dweight (+=),
+     * dbias (+=); any may be NULL. */
+    ax_status (*group_norm_act_backward)(ax_tensor *dx, ax_tensor *dweight, ax_tensor *dbias, const ax_tensor *dy,
+                                         const ax_tensor *x, const ax_tensor *y, const ax_tensor *mean,
+                                         const ax_tensor *rstd, const ax_tensor *weight, int64_t groups,
+                                         double negative_slope);
+
+    /* ---- fused scaled dot-product attention (dtypes: those of
+     * supports(AX_KOP_MATMUL); half types accumulate in f32) --------------------
+     * o: [B, L, Ev] = softmax(q: [B, L, E] @ k: [B, S, E]^T * scale) @ v: [B, S, Ev]
+     * without materialising the [L, S] scores (FlashAttention-2: tiles and
+     * an online softmax). B is every batch and head dim flattened; q, k, v
+     * and o contiguous, one dtype. is_causal: query i sees keys j <= i
+     * (torch's top-left tril). lse: [B, L] f32, the log-sum-exp of each
+     * row's scaled visible scores, kept for the backward; a row with no
+     * finite visible score gets lse -inf and o 0 (torch's safe softmax).
+     * Backends may return AX_ERR_UNSUPPORTED for head dims they lack. */
+    ax_status (*sdpa)(ax_tensor *o, ax_tensor *lse, const ax_tensor *q, const ax_tensor *k, const ax_tensor *v,
+                      double scale, bool is_causal);
+    /* Gradients of sum(o * dout) from the forward's operands: P is
+     * recomputed from q, k and lse, D = rowsum(dout * o). dq: [B, L, E],
+     * dk: [B, S, E], dv: [B, S, Ev] (q's dtype, contiguous) are
+     * overwritten; any may be NULL. dout: [B, L, Ev], q's dtype. */
+    ax_status (*sdpa_backward)(ax_tensor *dq, ax_tensor *dk, ax_tensor *dv, const ax_tensor *dout,
+                               const ax_tensor *q, const ax_tensor *k, const ax_tensor *v, const ax_tensor *o,
+                               const ax_tensor *lse, double scale, bool is_causal);
 } ax_kernels;
 
 /* Does table k have member `m` (k->size covers it and it is set)? Members

@@ -18,6 +18,7 @@
 #define AXON_OPS_H
 
 #include "axon/autograd.h"
+#include "axon/kernels.h"
 #include "axon/tensor.h"
 
 #ifdef __cplusplus
@@ -99,6 +100,17 @@ ax_status ax_log_softmax(ax_tensor **out, const ax_tensor *x, int dim);
 ax_status ax_matmul(ax_tensor **out, const ax_tensor *a, const ax_tensor *b);
 /* x: [..., in], weight: [out, in], bias: [optional] [out] -> [..., out] */
 ax_status ax_linear(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias);
+/* act(ax_linear(x, weight, bias)) as one GEMM plus one fused bias/activation
+ * pass (cuBLASLt epilogues on CUDA) when the backend has the `linear`
+ * member and x, weight and bias share a dtype it computes (f32 on the CPU);
+ * otherwise as matmul, add and the activation ops, with the same result.
+ * act: AX_LINEAR_ACT_NONE, _RELU or _GELU_TANH (= ax_gelu(x, true)).
+ * Leading dims of x are flattened (strided x is copied). With autograd on,
+ * GELU_TANH keeps the pre-activation [..., out] for backward, RELU keeps y.
+ *     ax_linear_act(&h, x, w1, b1, AX_LINEAR_ACT_GELU_TANH);  // [B, T, C] -> [B, T, 4C]
+ * x: [..., in], weight: [out, in], bias: [optional] [out] -> out: [..., out] */
+ax_status ax_linear_act(ax_tensor **out, const ax_tensor *x, const ax_tensor *weight, const ax_tensor *bias,
+                        ax_linear_act_op act);
 
 #ifdef __cplusplus
 }

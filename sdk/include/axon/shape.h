@@ -27,8 +27,9 @@
  * share x's storage; every other op allocates its output.
  *
  * Dtypes: cat, stack, split, chunk, gather, index_select, masked_fill and
- * embedding take any dtype (cat/stack need equal dtypes: there is no type
- * promotion, convert first). scatter_add takes floats: bf16/f16 are summed
+ * embedding take any dtype. cat/stack inputs share one dtype, except that
+ * float dtypes promote as in torch.cat (bf16 with f32 gives f32; each
+ * input's gradient comes back in its own dtype). scatter_add takes floats: bf16/f16 are summed
  * in f32 and rounded once. Inputs must share a device.
  */
 #ifndef AXON_SHAPE_H
