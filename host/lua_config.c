@@ -8,6 +8,16 @@
 #include "lua_axon.h"
 #include "lua_data.h"
 
+void ax_lua_push_key_list(lua_State *L, const char *const *keys) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *const *v = keys; *v; v++) {
+        if (v != keys) luaL_addstring(&b, ", ");
+        luaL_addstring(&b, *v);
+    }
+    luaL_pushresult(&b);
+}
+
 void ax_lua_cfg_check_keys(lua_State *L, int cfg, const char *what, const char *const *valid) {
     lua_pushnil(L);
     while (lua_next(L, cfg)) {
@@ -24,13 +34,7 @@ void ax_lua_cfg_check_keys(lua_State *L, int cfg, const char *what, const char *
             if (d < best) best = d, near = *v;
         }
         if (ok) continue;
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
-        for (const char *const *v = valid; *v; v++) {
-            if (v != valid) luaL_addstring(&b, ", ");
-            luaL_addstring(&b, *v);
-        }
-        luaL_pushresult(&b);
+        ax_lua_push_key_list(L, valid);
         luaL_error(L, "%s: unknown key '%s'%s%s%s; valid: %s", what, k, near ? " (did you mean '" : "",
                    near ? near : "", near ? "'?)" : "", lua_tostring(L, -1));
     }

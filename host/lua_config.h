@@ -29,6 +29,8 @@
 /* An error naming every key of the table at `cfg` not in `valid`
  * (NULL-terminated), with the nearest valid one and the full list. */
 void ax_lua_cfg_check_keys(lua_State *L, int cfg, const char *what, const char *const *valid);
+/* Push "a, b, c" for the NULL-terminated keys (for "valid: ..." messages). */
+void ax_lua_push_key_list(lua_State *L, const char *const *keys);
 /* Pushes cfg[key] and returns true; false (nothing pushed) when nil. */
 bool ax_lua_cfg_get(lua_State *L, int cfg, const char *key);
 /* cfg[key] or def; numbers in [lo, hi]; a string stays valid while cfg holds it. */

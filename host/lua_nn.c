@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "axon/axon.h"
+#include "lua_config.h"
 #include "lua_tensor.h"
 
 #define AX_LUA_OPTIM "axon.optim"
@@ -80,13 +81,7 @@ static void ax_opt_check_keys(lua_State *L, int t, const char *fn, const char *c
         bool ok = false;
         for (const char *const *v = valid; k && *v; v++) ok = ok || strcmp(k, *v) == 0;
         if (!ok) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (const char *const *v = valid; *v; v++) {
-                if (v != valid) luaL_addstring(&b, ", ");
-                luaL_addstring(&b, *v);
-            }
-            luaL_pushresult(&b);
+            ax_lua_push_key_list(L, valid);
             luaL_error(L, "%s: unknown option '%s'; valid: %s", fn, k ? k : "(non-string key)", lua_tostring(L, -1));
         }
     }

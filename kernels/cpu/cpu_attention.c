@@ -53,28 +53,9 @@ typedef struct ax_sdpa_dims {
 } ax_sdpa_dims;
 
 /* e^x for x <= 0 (the only arguments here: scores minus their row
- * maximum or their log-sum-exp), about 2 ulp: x = n ln2 + r with
- * |r| <= ln2 / 2, a degree-6 polynomial for e^r, 2^n through the exponent
- * bits. Exactly 0 below -87.3 (and for -inf), where e^x leaves the normal
- * range; NaN stays NaN. Branch-free, so `omp simd` loops vectorise. */
-static inline float ax_sdpa_exp(float x) {
-    float xc = x < -87.0f ? -87.0f : x;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float nf = (xc * 1.44269504f + shifter) - shifter;
-    float r = xc - nf * 0.693359375f; /* ln2 in two parts: nf * hi is exact */
-    r = r - nf * -2.12194440e-4f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)nf + 127) << 23;
-    float two_n;
-    memcpy(&two_n, &bits, sizeof two_n);
-    return x < -87.3f ? 0.0f : p * two_n;
-}
+ * maximum or their log-sum-exp) with ax_cpu_expf, and exactly 0 below
+ * -87.3 (and for -inf), where e^x leaves the normal range; NaN stays NaN. */
+static inline float ax_sdpa_exp(float x) { return x < -87.3f ? 0.0f : ax_cpu_expf(x); }
 
 /* Called first inside each parallel region: this thread's nested regions
  * (oneDNN's sgemm) get one thread. The setting is the region's own and

@@ -77,32 +77,10 @@ ax_status ax_cpu_matmul(ax_tensor *out, const ax_tensor *a, const ax_tensor *b, 
 #define AX_LINEAR_GELU_BETA 0.7978845608028654f /* sqrt(2 / pi) */
 #define AX_LINEAR_GELU_KAPPA 0.044715f
 
-/* exp(x) to about 2 ulp for x in [-87, 88] (clamped there): x = n ln2 + r
- * with |r| <= ln2 / 2 (Cody-Waite), a degree-6 Taylor polynomial for e^r,
- * and 2^n written into the exponent bits. */
-static inline float ax_linear_expf(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    float nf = (x * 1.44269504f + shifter) - shifter;
-    float r = x - nf * 0.693359375f; /* ln2 split: the high part has few bits, so n * hi is exact */
-    r = r - nf * -2.12194440e-4f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)nf + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
 /* sigmoid(2u) = (1 + tanh(u)) / 2 */
 static inline float ax_linear_gelu_gate(float x) {
     float u = AX_LINEAR_GELU_BETA * (x + AX_LINEAR_GELU_KAPPA * x * x * x);
-    return 1.0f / (1.0f + ax_linear_expf(-2.0f * u));
+    return 1.0f / (1.0f + ax_cpu_expf(-2.0f * u));
 }
 
 static inline float ax_linear_gelu_tanhf(float x) { return x * ax_linear_gelu_gate(x); }
