@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "axon/cache.h"
 #include "report_internal.h"
 #include "train_core.h"
 
@@ -342,7 +343,7 @@ ax_status ax_report_write(const ax_report_opts *o) {
         st = ax_report_case_html(&b, &o->cases[i]);
     ax_sbuf_puts(&b, "<p class=\"note\">Written by axon.</p>\n</body></html>\n");
     if (st == AX_OK && b.failed) st = AX_ERROR(AX_ERR_NOMEM, "report: out of memory");
-    if (st == AX_OK) st = ax_train_write_atomic(o->out, b.s, b.n);
+    if (st == AX_OK) st = ax_cache_write_file(o->out, b.s, b.n);
     free(b.s);
     return st;
 }

@@ -18,6 +18,7 @@
 
 #include "axon/amp.h"
 #include "axon/autograd.h"
+#include "axon/cache.h"
 #include "axon/log.h"
 #include "axon/safetensors.h"
 #include "train_checkpoint.h"
@@ -98,50 +99,6 @@ ax_status ax_train_mkdirs(const char *path) {
     }
     struct stat sb;
     if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return AX_ERROR(AX_ERR_IO, "%s: not a folder", path);
-    return AX_OK;
-}
-
-static void ax_train_fsync_dir(const char *path) {
-    char buf[AX_TRAIN_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-ax_status ax_train_write_atomic(const char *path, const void *data, size_t len) {
-    char tmp[AX_TRAIN_PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return AX_ERROR(AX_ERR_INVALID, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return AX_ERROR(AX_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return AX_ERROR(AX_ERR_IO, "%s: write failed: %s", path, strerror(e));
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return AX_ERROR(AX_ERR_IO, "%s: cannot sync: %s", path, strerror(e));
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return AX_ERROR(AX_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
-    }
-    ax_train_fsync_dir(path);
     return AX_OK;
 }
 
@@ -277,7 +234,7 @@ static ax_status ax_train_metrics_truncate(const char *path, int64_t step) {
     }
     free(line);
     fclose(f);
-    ax_status st = ax_train_write_atomic(path, keep, len);
+    ax_status st = ax_cache_write_file(path, keep, len);
     free(keep);
     return st;
 }
@@ -338,7 +295,7 @@ static ax_status ax_train_save(ax_module *net, const ax_optim *opt, const ax_tra
     char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(j);
     if (!text) return AX_ERROR(AX_ERR_NOMEM, "out of memory");
-    st = ax_train_write_atomic(json_path, text, strlen(text));
+    st = ax_cache_write_file(json_path, text, strlen(text));
     free(text);
     if (st != AX_OK) return st;
 
@@ -519,7 +476,7 @@ ax_status ax_train_run(ax_module *net, const ax_train_opts *o, const ax_train_ho
     res->skipped = s.skipped;
     if (o->config_json) {
         snprintf(path, sizeof path, "%s/config.json", o->out);
-        if ((st = ax_train_write_atomic(path, o->config_json, strlen(o->config_json))) != AX_OK) goto out;
+        if ((st = ax_cache_write_file(path, o->config_json, strlen(o->config_json))) != AX_OK) goto out;
     }
     char mpath[AX_TRAIN_PATH_MAX];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o->out);

@@ -157,9 +157,6 @@ ax_status ax_train_to_net_device(const ax_module *net, const ax_tensor *x, ax_te
 /* The first element of t (any device) as a double. */
 ax_status ax_train_scalar(const ax_tensor *t, double *v);
 
-/* Write len bytes to path atomically: "<path>.tmp.<pid>", fsync, rename,
- * fsync of the directory. The error names the path. */
-ax_status ax_train_write_atomic(const char *path, const void *data, size_t len);
 /* mkdir -p. */
 ax_status ax_train_mkdirs(const char *path);
 

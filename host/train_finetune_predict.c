@@ -236,7 +236,7 @@ static ax_status ax_predict_raw(const char *tmp, const char *input, const ax_pin
         free(text);
         return AX_ERROR(AX_ERR_INVALID, "path too long: %s", raw);
     }
-    st = ax_train_write_atomic(p, text, strlen(text));
+    st = ax_cache_write_file(p, text, strlen(text));
     free(text);
     return st;
 }
@@ -562,7 +562,7 @@ ax_status ax_evaluate_run(const ax_evaluate_opts *o, char **summary_json) {
         *summary_json = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         json_decref(j);
         if (!*summary_json) st = AX_ERROR(AX_ERR_NOMEM, "out of memory");
-        if (st == AX_OK && o->out_json) st = ax_train_write_atomic(o->out_json, *summary_json, strlen(*summary_json));
+        if (st == AX_OK && o->out_json) st = ax_cache_write_file(o->out_json, *summary_json, strlen(*summary_json));
         if (st != AX_OK) {
             free(*summary_json);
             *summary_json = NULL;

@@ -21,6 +21,8 @@
 
 #include <jansson.h>
 
+#include "file_internal.h"
+
 #define CASE_HEADER_BYTES 104 /* the fields; the header block is padded to AX_CASE_ALIGN */
 
 typedef struct case_impl {
@@ -97,8 +99,7 @@ static char *tmp_name(const char *path) {
     return t;
 }
 
-/* fsync + close + rename + fsync of the folder. Closes fd; unlinks tmp on failure. */
-static ax_status commit_file(int fd, const char *tmp, const char *path, bool ok) {
+ax_status ax_file_commit(int fd, const char *tmp, const char *path, bool ok) {
     const char *step = ok ? NULL : "write";
     int e = errno;
     if (ok && fsync(fd) != 0) ok = false, step = "fsync", e = errno;
@@ -130,7 +131,7 @@ ax_status ax_cache_write_file(const char *path, const void *data, size_t n) {
         free(tmp);
         return st;
     }
-    ax_status st = commit_file(fd, tmp, path, write_all(fd, data, n) == AX_OK);
+    ax_status st = ax_file_commit(fd, tmp, path, write_all(fd, data, n) == AX_OK);
     free(tmp);
     return st;
 }
@@ -232,7 +233,7 @@ ax_status ax_case_write(const char *path, const ax_case_desc *d) {
     }
 #undef CASE_PUT
 #undef CASE_PAD_TO
-    ax_status st = commit_file(fd, tmp, path, ok);
+    ax_status st = ax_file_commit(fd, tmp, path, ok);
     free(tmp);
     return st;
 }

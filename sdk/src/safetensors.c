@@ -27,6 +27,8 @@
 
 #include <jansson.h>
 
+#include "file_internal.h"
+
 /* The Rust implementation's limit; a larger length means "not this format". */
 #define ST_MAX_HEADER 100000000u
 /* Tensor names quoted in errors are cut to this many bytes. */
@@ -596,7 +598,7 @@ static ax_status st_write_all(int fd, const void *data, size_t n) {
     return AX_OK;
 }
 
-/* Write header + data to `tmp`, fsync, rename over `path`, fsync the dir. */
+/* Write header + data to `tmp`, then replace `path` with it (ax_file_commit). */
 static ax_status st_write_file(const char *path, const char *tmp, const st_buf *header, size_t n,
                                ax_tensor *const *parts) {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
@@ -604,29 +606,9 @@ static ax_status st_write_file(const char *path, const char *tmp, const st_buf *
         return AX_ERROR(AX_ERR_IO, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
     unsigned char len[8];
     for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)header->n >> (8 * i));
-    const char *step = "write";
     bool ok = st_write_all(fd, len, 8) == AX_OK && st_write_all(fd, header->s, header->n) == AX_OK;
     for (size_t i = 0; ok && i < n; i++) ok = st_write_all(fd, ax_tensor_data(parts[i]), ax_tensor_nbytes(parts[i])) == AX_OK;
-    if (ok && fsync(fd) != 0) ok = false, step = "fsync";
-    int e = errno;
-    if (close(fd) != 0 && ok) ok = false, step = "close", e = errno;
-    if (ok && rename(tmp, path) != 0) ok = false, step = "rename", e = errno;
-    if (!ok) {
-        unlink(tmp);
-        return AX_ERROR(AX_ERR_IO, "%s: cannot save (%s of %s failed): %s", path, step, tmp, strerror(e));
-    }
-
-    /* Make the rename itself durable. */
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return AX_ERROR(AX_ERR_NOMEM, "%s: saved, but out of memory syncing its directory", path);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    ax_status st = AX_OK;
-    if (dfd < 0 || (fsync(dfd) != 0 && errno != EINVAL && errno != ENOTSUP))
-        st = AX_ERROR(AX_ERR_IO, "%s: saved, but syncing the directory %s failed: %s", path, dir, strerror(errno));
-    if (dfd >= 0) close(dfd);
-    free(dir);
-    return st;
+    return ax_file_commit(fd, tmp, path, ok);
 }
 
 ax_status ax_safetensors_save(const char *path, size_t n, const char *const *names,

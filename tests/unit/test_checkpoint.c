@@ -17,8 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "axon/loss.h"
+#include "axon/cache.h"
 #include "axon/conv.h"
+#include "axon/loss.h"
 #include "axon/nn.h"
 #include "axon/safetensors.h"
 #include "registry.h"
@@ -451,11 +452,11 @@ static void test_atomic_write(void **state) {
     snprintf(p, sizeof p, "%s/sub/dir", root);
     assert_int_equal(ax_train_mkdirs(p), AX_OK);
     snprintf(p, sizeof p, "%s/sub/dir/x.json", root);
-    assert_int_equal(ax_train_write_atomic(p, "{}", 2), AX_OK);
+    assert_int_equal(ax_cache_write_file(p, "{}", 2), AX_OK);
     assert_int_equal(count_lines(p, "{}"), 1);
     snprintf(p, sizeof p, "%s/missing/x.json", root);
-    assert_int_equal(ax_train_write_atomic(p, "{}", 2), AX_ERR_IO);
-    assert_non_null(strstr(ax_error_message(), "missing/x.json: cannot write"));
+    assert_int_equal(ax_cache_write_file(p, "{}", 2), AX_ERR_IO);
+    assert_non_null(strstr(ax_error_message(), "missing/x.json: cannot create the temporary file"));
 }
 
 int main(void) {
